@@ -1,0 +1,327 @@
+"""Job registry, mutual exclusion, preemption signals and job history.
+
+Airflow decides *when* a job runs; the Info Mart database decides *who may touch it*. Every job,
+whether Airflow or ``gim run`` starts it, goes through :func:`run_job`, which
+
+* refuses to start on a bad configuration (R21) or a manual run of a job that may not be run by
+  hand (R15),
+* takes a session-level advisory lock for the job on its own connection (R5): PostgreSQL releases
+  it when the holder's process or connection dies, so a killed job never blocks the next one,
+* records the run in ``ctl_etl_history`` (RUNNING at start, then COMPLETED / FAILED / STOPPED) and
+  who holds the job in ``ctl_job_lease``, where another job can ask it to stop (preemption, R9),
+* hands the job a :class:`JobContext` with the config, DSNs, and the cooperative-stop check.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from gim_jobs import __version__
+from gim_jobs.db.connect import DataSource, connect
+
+log = logging.getLogger("gim")
+
+RUN_TYPES = ("scheduled", "manual", "cli")
+
+
+@dataclass(frozen=True)
+class JobDef:
+    key: str
+    name: str
+    dag_id: str
+    module: str
+    manual_allowed: bool
+    description: str
+
+
+JOBS: dict[str, JobDef] = {
+    j.key: j
+    for j in (
+        JobDef("extract", "Job_ExtractICON", "gim_extract_icon", "gim_jobs.jobs.extract", True,
+               "copy new IDB rows into gidb_* staging"),
+        JobDef("transform", "Job_TransformGIM", "gim_transform", "gim_jobs.jobs.transform", True,
+               "turn staged rows into facts and dimensions"),
+        JobDef("aggregate", "Job_AggregateGIM", "gim_aggregate", "gim_jobs.jobs.aggregate", True,
+               "keep agt_* aggregates current"),
+        JobDef("maintain", "Job_MaintainGIM", "gim_maintain", "gim_jobs.jobs.maintain", True,
+               "purge, calendars, partitions"),
+        JobDef("update_stats", "Job_UpdateStats", "gim_update_stats", "gim_jobs.jobs.update_stats", False,
+               "ANALYZE / VACUUM changed tables"),
+        JobDef("export", "Job_ExportGIM", "gim_export", "gim_jobs.jobs.export", False,
+               "incremental CSV export"),
+    )
+}
+JOB_BY_NAME = {j.name: j for j in JOBS.values()}
+
+
+def job_def(name: str) -> JobDef:
+    """Look a job up by key (``extract``), Genesys name (``Job_ExtractICON``) or DAG id."""
+    for j in JOBS.values():
+        if name in (j.key, j.name, j.dag_id) or name.lower() == j.name.lower():
+            return j
+    valid = ", ".join(f"{j.key} ({j.name})" for j in JOBS.values())
+    raise JobRefused(f"unknown job {name!r}; valid jobs: {valid}")
+
+
+class JobError(Exception):
+    """Base of the errors a job run ends with; ``status`` is what ctl_etl_history records."""
+
+    status = "FAILED"
+    exit_code = 1
+
+
+class JobRefused(JobError):
+    """A rule says the job may not start now (bad config, manual run not allowed, ...)."""
+
+    status = "REFUSED"
+    exit_code = 2
+
+
+class JobBusy(JobRefused):
+    """Another instance of the same job runs (R5)."""
+
+    exit_code = 3
+
+
+class JobStopped(JobError):
+    """The job stopped early because it was asked to (preemption or operator stop, R9/R18)."""
+
+    status = "STOPPED"
+    exit_code = 4
+
+
+@dataclass
+class JobResult:
+    rows: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+
+
+@dataclass
+class JobOutcome:
+    job: JobDef
+    job_id: uuid.UUID
+    status: str
+    rows: int
+    message: str | None
+    details: dict[str, Any]
+    seconds: float
+
+
+@dataclass
+class JobContext:
+    """What a job function receives. Jobs never import Airflow; everything they need is here."""
+
+    job: JobDef
+    job_id: uuid.UUID
+    config: Any  # gim_jobs.config.GimConfig
+    infomart_dsn: str
+    sources: list[DataSource]
+    run_type: str
+    params: dict[str, Any]
+    log: logging.Logger
+    _lease_conn: psycopg.Connection | None = None
+    _last_check: float = 0.0
+    _stop_reason: str | None = None
+
+    def stop_requested(self) -> str | None:
+        """The reason another job or the operator asked this one to stop, else None (cheap)."""
+        if self._stop_reason or self._lease_conn is None:
+            return self._stop_reason
+        now = time.monotonic()
+        if now - self._last_check < 0.5:
+            return None
+        self._last_check = now
+        row = self._lease_conn.execute(
+            "SELECT stop_requested, stop_reason FROM ctl_job_lease WHERE job_name = %s AND job_id = %s",
+            (self.job.name, self.job_id),
+        ).fetchone()
+        if row and row[0]:
+            self._stop_reason = row[1] or "stop requested"
+        return self._stop_reason
+
+    def check_stop(self) -> None:
+        """Raise JobStopped between two committed batches when a stop was requested."""
+        reason = self.stop_requested()
+        if reason:
+            raise JobStopped(f"{self.job.name} stopped: {reason}")
+
+    def pause(self) -> None:
+        """Test knob ``[gim-etl] job-test-delay-seconds``: sleep between batches, still stoppable."""
+        delay = float(getattr(self.config.gim_etl, "job_test_delay_seconds", 0) or 0)
+        end = time.monotonic() + delay
+        while time.monotonic() < end:
+            self.check_stop()
+            time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+
+
+def _lock_key_sql() -> str:
+    return "hashtextextended('gim-job:' || %s, 0)"
+
+
+def schema_version_check(dsn: str) -> None:
+    from gim_jobs.db.migrate import current_version, migrations
+
+    want = migrations("infomart")[-1].version
+    with connect(dsn, autocommit=True, app="gim-check") as conn:
+        have = current_version(conn, "infomart")
+    if have < want:
+        raise JobRefused(
+            f"the Info Mart schema is at version {have}, this gim-airflow needs {want}: run `gim init-db`"
+        )
+
+
+def request_stop(dsn: str, job_name: str, reason: str) -> bool:
+    """Ask the running instance of ``job_name`` to stop at its next check. True if one runs."""
+    with connect(dsn, autocommit=True, app="gim-stop") as conn:
+        cur = conn.execute(
+            "UPDATE ctl_job_lease SET stop_requested = true, stop_reason = %s WHERE job_name = %s",
+            (reason, job_name),
+        )
+        return cur.rowcount > 0
+
+
+def running_jobs(dsn: str) -> list[dict[str, Any]]:
+    """The jobs whose lock is held right now (lease rows of dead holders are ignored)."""
+    with connect(dsn, autocommit=True, app="gim-status") as conn:
+        rows = conn.execute(
+            """SELECT l.job_name, l.job_id, l.run_type, l.dag_id, l.run_id, l.host, l.pid, l.started_at,
+                      l.stop_requested
+                 FROM ctl_job_lease l
+                WHERE EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.backend_pid)"""
+        ).fetchall()
+    keys = ("job_name", "job_id", "run_type", "dag_id", "run_id", "host", "pid", "started_at", "stop_requested")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def _acquire(conn: psycopg.Connection, job: JobDef, wait_seconds: float) -> None:
+    deadline = time.monotonic() + max(0.0, wait_seconds)
+    while True:
+        got = conn.execute(f"SELECT pg_try_advisory_lock({_lock_key_sql()})", (job.name,)).fetchone()[0]
+        if got:
+            return
+        if time.monotonic() >= deadline:
+            holder = conn.execute(
+                "SELECT run_type, dag_id, run_id, host, pid, started_at FROM ctl_job_lease WHERE job_name = %s",
+                (job.name,),
+            ).fetchone()
+            who = (
+                f" (started {holder[5]:%Y-%m-%d %H:%M:%S %Z} by a {holder[0]} run"
+                f"{' ' + holder[2] if holder[2] else ''} on {holder[3]} pid {holder[4]})"
+                if holder else ""
+            )
+            raise JobBusy(
+                f"{job.name} is already running{who}; a second instance may not start (R5)"
+            )
+        time.sleep(0.5)
+
+
+def run_job(
+    job: str | JobDef,
+    *,
+    run_type: str = "cli",
+    dag_id: str | None = None,
+    run_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    wait_seconds: float = 0.0,
+    config_path: Any = None,
+    infomart_dsn: str | None = None,
+    sources: list[DataSource] | None = None,
+    before_start: Callable[[JobContext], None] | None = None,
+) -> JobOutcome:
+    """Run one job with every start rule applied; see the module docstring.
+
+    ``run_type`` is ``scheduled`` (Airflow's timetable), ``manual`` (triggered by hand in Airflow)
+    or ``cli`` (``gim run``, also by hand). ``before_start`` runs after the lock is taken and
+    before the job, for rules that must be checked while holding it.
+    """
+    from gim_jobs.config import ConfigError, current_config
+    from gim_jobs.db.connect import idb_sources
+    from gim_jobs.db.connect import infomart_dsn as default_infomart_dsn
+
+    jd = job if isinstance(job, JobDef) else job_def(job)
+    if run_type not in RUN_TYPES:
+        raise JobRefused(f"run_type must be one of {', '.join(RUN_TYPES)}, not {run_type!r}")
+    jlog = logging.getLogger(f"gim.{jd.key}")
+    try:
+        cfg = current_config(config_path)
+    except ConfigError as exc:
+        raise JobRefused(f"{jd.name} not started: the configuration has errors (R21):\n{exc}") from exc
+    if run_type != "scheduled" and not jd.manual_allowed:
+        raise JobRefused(
+            f"{jd.name} cannot be run manually (R15): it runs only on its schedule "
+            f"({'update-stats-schedule' if jd.key == 'update_stats' else 'export-schedule'} in [schedule])"
+        )
+    dsn = infomart_dsn or default_infomart_dsn()
+    schema_version_check(dsn)
+    srcs = sources if sources is not None else idb_sources()
+
+    job_id = uuid.uuid4()
+    started = time.monotonic()
+    lease = connect(dsn, autocommit=True, app=f"gim-{jd.key}-lease")
+    try:
+        _acquire(lease, jd, wait_seconds)
+        backend_pid = lease.info.backend_pid
+        with lease.transaction():
+            lease.execute(
+                """UPDATE ctl_etl_history SET status = 'FAILED', end_time = now(),
+                          message = 'the job process ended without finishing (killed or crashed); '
+                                    || 'its committed batches are kept and the next run continues'
+                    WHERE job_name = %s AND status = 'RUNNING'""",
+                (jd.name,),
+            )
+            lease.execute(
+                """INSERT INTO ctl_job_lease (job_name, job_id, run_type, dag_id, run_id, host, pid, backend_pid)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (job_name) DO UPDATE SET job_id = EXCLUDED.job_id, run_type = EXCLUDED.run_type,
+                       dag_id = EXCLUDED.dag_id, run_id = EXCLUDED.run_id, host = EXCLUDED.host,
+                       pid = EXCLUDED.pid, backend_pid = EXCLUDED.backend_pid, started_at = now(),
+                       heartbeat_at = now(), stop_requested = false, stop_reason = NULL""",
+                (jd.name, job_id, run_type, dag_id, run_id, socket.gethostname(), os.getpid(), backend_pid),
+            )
+            lease.execute(
+                """INSERT INTO ctl_etl_history (job_id, job_name, job_version, run_type, dag_id, run_id, host, pid,
+                                                status)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'RUNNING')""",
+                (job_id, jd.name, __version__, run_type, dag_id, run_id, socket.gethostname(), os.getpid()),
+            )
+        ctx = JobContext(jd, job_id, cfg, dsn, srcs, run_type, dict(params or {}), jlog, lease)
+        status, rows, message, details = "COMPLETED", 0, None, {}
+        error: BaseException | None = None
+        try:
+            if before_start:
+                before_start(ctx)
+            module = importlib.import_module(jd.module)
+            result: JobResult = module.run(ctx)
+            rows, message, details = result.rows, result.message, result.details
+        except JobError as exc:
+            status, message, error = exc.status, str(exc), exc
+        except Exception as exc:  # recorded, then re-raised: the caller (Airflow) marks the run failed
+            status, message, error = "FAILED", f"{type(exc).__name__}: {exc}", exc
+        except BaseException as exc:  # KeyboardInterrupt / SystemExit from a stop signal
+            status, message, error = "STOPPED", f"interrupted ({type(exc).__name__})", exc
+        finally:
+            with lease.transaction():
+                lease.execute(
+                    """UPDATE ctl_etl_history SET status = %s, end_time = now(), row_count = %s, message = %s,
+                              details = %s WHERE job_id = %s""",
+                    (status, rows, message, Jsonb(details), job_id),
+                )
+                lease.execute("DELETE FROM ctl_job_lease WHERE job_name = %s AND job_id = %s", (jd.name, job_id))
+            lease.execute(f"SELECT pg_advisory_unlock({_lock_key_sql()})", (jd.name,))
+        if error is not None:
+            raise error
+        return JobOutcome(jd, job_id, status, rows, message, details, time.monotonic() - started)
+    finally:
+        lease.close()
