@@ -18,6 +18,7 @@ import importlib
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -29,49 +30,31 @@ from psycopg.types.json import Jsonb
 
 from gim_jobs import __version__
 from gim_jobs.db.connect import DataSource, connect
+from gim_jobs.registry import JOBS, JobDef, UnknownJob, job_def
+
+__all__ = ["JOBS", "JobDef", "job_def", "run_job", "JobContext", "JobResult", "JobError", "JobRefused",
+           "JobBusy", "JobStopped", "request_stop", "request_local_stop", "running_jobs"]
 
 log = logging.getLogger("gim")
 
 RUN_TYPES = ("scheduled", "manual", "cli")
 
-
-@dataclass(frozen=True)
-class JobDef:
-    key: str
-    name: str
-    dag_id: str
-    module: str
-    manual_allowed: bool
-    description: str
+# A stop asked of this process (Airflow's on_kill, a signal): checked by JobContext.check_stop, and
+# the job's registered working connections get their running statement cancelled.
+_LOCAL_STOP = threading.Event()
+_LOCAL_STOP_REASON: list[str] = []
+_WORK_CONNS: list[psycopg.Connection] = []
 
 
-JOBS: dict[str, JobDef] = {
-    j.key: j
-    for j in (
-        JobDef("extract", "Job_ExtractICON", "gim_extract_icon", "gim_jobs.jobs.extract", True,
-               "copy new IDB rows into gidb_* staging"),
-        JobDef("transform", "Job_TransformGIM", "gim_transform", "gim_jobs.jobs.transform", True,
-               "turn staged rows into facts and dimensions"),
-        JobDef("aggregate", "Job_AggregateGIM", "gim_aggregate", "gim_jobs.jobs.aggregate", True,
-               "keep agt_* aggregates current"),
-        JobDef("maintain", "Job_MaintainGIM", "gim_maintain", "gim_jobs.jobs.maintain", True,
-               "purge, calendars, partitions"),
-        JobDef("update_stats", "Job_UpdateStats", "gim_update_stats", "gim_jobs.jobs.update_stats", False,
-               "ANALYZE / VACUUM changed tables"),
-        JobDef("export", "Job_ExportGIM", "gim_export", "gim_jobs.jobs.export", False,
-               "incremental CSV export"),
-    )
-}
-JOB_BY_NAME = {j.name: j for j in JOBS.values()}
-
-
-def job_def(name: str) -> JobDef:
-    """Look a job up by key (``extract``), Genesys name (``Job_ExtractICON``) or DAG id."""
-    for j in JOBS.values():
-        if name in (j.key, j.name, j.dag_id) or name.lower() == j.name.lower():
-            return j
-    valid = ", ".join(f"{j.key} ({j.name})" for j in JOBS.values())
-    raise JobRefused(f"unknown job {name!r}; valid jobs: {valid}")
+def request_local_stop(reason: str) -> None:
+    """Stop the job running in this process at its next check; cancel its running SQL now."""
+    _LOCAL_STOP_REASON.append(reason)
+    _LOCAL_STOP.set()
+    for conn in list(_WORK_CONNS):
+        try:
+            conn.cancel_safe(timeout=3)
+        except Exception:  # noqa: BLE001 - best effort; the stop flag still ends the job
+            log.warning("could not cancel a running statement", exc_info=True)
 
 
 class JobError(Exception):
@@ -137,6 +120,8 @@ class JobContext:
 
     def stop_requested(self) -> str | None:
         """The reason another job or the operator asked this one to stop, else None (cheap)."""
+        if _LOCAL_STOP.is_set() and not self._stop_reason:
+            self._stop_reason = _LOCAL_STOP_REASON[-1] if _LOCAL_STOP_REASON else "stop requested"
         if self._stop_reason or self._lease_conn is None:
             return self._stop_reason
         now = time.monotonic()
@@ -156,6 +141,11 @@ class JobContext:
         reason = self.stop_requested()
         if reason:
             raise JobStopped(f"{self.job.name} stopped: {reason}")
+
+    def register(self, conn: psycopg.Connection) -> psycopg.Connection:
+        """Register a working connection so an operator stop can cancel its running statement."""
+        _WORK_CONNS.append(conn)
+        return conn
 
     def pause(self) -> None:
         """Test knob ``[gim-etl] job-test-delay-seconds``: sleep between batches, still stoppable."""
@@ -250,7 +240,12 @@ def run_job(
     from gim_jobs.db.connect import idb_sources
     from gim_jobs.db.connect import infomart_dsn as default_infomart_dsn
 
-    jd = job if isinstance(job, JobDef) else job_def(job)
+    try:
+        jd = job if isinstance(job, JobDef) else job_def(job)
+    except UnknownJob as exc:
+        raise JobRefused(str(exc)) from exc
+    _LOCAL_STOP.clear()
+    _LOCAL_STOP_REASON.clear()
     if run_type not in RUN_TYPES:
         raise JobRefused(f"run_type must be one of {', '.join(RUN_TYPES)}, not {run_type!r}")
     jlog = logging.getLogger(f"gim.{jd.key}")
@@ -308,10 +303,15 @@ def run_job(
         except JobError as exc:
             status, message, error = exc.status, str(exc), exc
         except Exception as exc:  # recorded, then re-raised: the caller (Airflow) marks the run failed
-            status, message, error = "FAILED", f"{type(exc).__name__}: {exc}", exc
+            if _LOCAL_STOP.is_set() and isinstance(exc, psycopg.errors.QueryCanceled):
+                stopped = JobStopped(f"{jd.name} stopped: {ctx.stop_requested()}")
+                status, message, error = stopped.status, str(stopped), stopped
+            else:
+                status, message, error = "FAILED", f"{type(exc).__name__}: {exc}", exc
         except BaseException as exc:  # KeyboardInterrupt / SystemExit from a stop signal
             status, message, error = "STOPPED", f"interrupted ({type(exc).__name__})", exc
         finally:
+            _WORK_CONNS.clear()
             with lease.transaction():
                 lease.execute(
                     """UPDATE ctl_etl_history SET status = %s, end_time = now(), row_count = %s, message = %s,

@@ -28,6 +28,24 @@ def pytest_configure(config: pytest.Config) -> None:
         home = Path(os.environ.get("TMPDIR", "/tmp")) / f"gim-test-home-{os.getpid()}"
         home.mkdir(parents=True, exist_ok=True)
         os.environ["GIM_HOME"] = str(home)
+    # Airflow reads its settings at import: point it at a private home (SQLite metadata) before any
+    # test module imports it.
+    from gim_jobs.airflow_env import airflow_env
+
+    home = Path(os.environ["GIM_HOME"]) / "airflow"
+    for key, value in airflow_env(home=home).items():
+        if key.startswith("AIRFLOW") or key == "PATH":
+            os.environ[key] = value
+    os.environ.setdefault("GIM_CONFIG", str(REPO / "config" / "gim.ini"))
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """A migrated Airflow metadata DB (SQLite in the test home) with the job pools imported."""
+    from gim_jobs.airflow_env import prepare_airflow
+
+    prepare_airflow(dict(os.environ))
+    return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,232 @@
+"""Airflow glue: the operator every gim DAG uses, and the DAG factory.
+
+Everything a job does lives in ``gim_jobs`` (no Airflow imports there); this module only translates
+between Airflow and :func:`gim_jobs.control.run_job`:
+
+* the run type (``scheduled`` for the timetable's runs, ``manual`` for triggers) and the launch
+  rules that read the configuration *when the run starts* (R4, R14): ``run-scheduler=false`` or a
+  slot the current options no longer have makes a scheduled run skip with the reason in its log;
+* DSNs from the Airflow connections ``gim_infomart`` and ``gim_idb_*`` (``extra.roles`` lists the
+  extraction roles; ``extra.dsn`` may hold a raw libpq DSN, e.g. for a unix socket); without them
+  the CLI's resolution applies (``GIM_INFOMART_DSN`` / ``GIM_IDB_*`` / the embedded PostgreSQL);
+* ``on_kill`` (UI "mark failed", ``airflow tasks ... --state failed``, timeouts) asks the job to stop
+  between batches and cancels its running SQL, so a stopped job leaves consistent tables (R18).
+
+Imported by DAG files as ``gim_operators`` (the plugins folder is on ``sys.path``); keep its
+top-level imports cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import os
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+DAG_START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+
+class GimTag(enum.StrEnum):
+    """The closed list of DAG tags."""
+
+    GIM = "gim"
+    ETL = "etl"
+    MAINTENANCE = "maintenance"
+    AGGREGATION = "aggregation"
+    EXPORT = "export"
+    STATS = "stats"
+
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "gim",
+    "retries": 0,  # a failed job is rerun by the next slot; jobs are idempotent
+    "depends_on_past": False,
+}
+
+# How long a scheduled task waits for another instance of its job to finish before giving up (R5).
+SCHEDULED_LOCK_WAIT_SECONDS = 300
+
+
+def _conn_dsn(conn: Any) -> str:
+    extra = conn.extra_dejson or {}
+    if extra.get("dsn"):
+        return str(extra["dsn"])
+    from psycopg.conninfo import make_conninfo
+
+    parts = {
+        "host": conn.host or None,
+        "port": conn.port or None,
+        "user": conn.login or None,
+        "password": conn.password or None,
+        "dbname": conn.schema or None,
+    }
+    return make_conninfo(**{k: v for k, v in parts.items() if v is not None})
+
+
+def infomart_dsn_from_airflow() -> str | None:
+    """DSN of the Airflow connection ``gim_infomart``, or None when it is not defined."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException, AirflowRuntimeError
+
+    try:
+        return _conn_dsn(Connection.get("gim_infomart"))
+    except (AirflowNotFoundException, AirflowRuntimeError):
+        return None
+
+
+def idb_sources_from_airflow() -> list[Any] | None:
+    """Data sources from connections ``gim_idb_*`` (found through ``AIRFLOW_CONN_GIM_IDB_*``
+    variables and the Airflow Variable ``gim_idb_connections``, a comma-separated id list)."""
+    from airflow.sdk import Connection, Variable
+
+    from gim_jobs.db.connect import DataSource, parse_roles
+
+    ids = {k[len("AIRFLOW_CONN_"):].lower() for k in os.environ if k.startswith("AIRFLOW_CONN_GIM_IDB")}
+    try:
+        listed = Variable.get("gim_idb_connections", default="")
+    except Exception:  # noqa: BLE001 - no Variable backend reachable: env ids only
+        listed = ""
+    ids |= {i.strip() for i in str(listed).split(",") if i.strip()}
+    if not ids:
+        return None
+    sources = []
+    for conn_id in sorted(ids):
+        conn = Connection.get(conn_id)
+        roles = (conn.extra_dejson or {}).get("roles")
+        sources.append(DataSource(conn_id.removeprefix("gim_idb_") or conn_id, _conn_dsn(conn), parse_roles(roles)))
+    return sources
+
+
+def airflow_run_type(context: Any) -> str:
+    """``scheduled`` for timetable (and backfill) runs, ``manual`` for everything a person started."""
+    rt = context["dag_run"].run_type
+    value = getattr(rt, "value", rt)
+    return "scheduled" if value in ("scheduled", "backfill") else "manual"
+
+
+def scheduled_launch_refusal(job_key: str, context: Any, cfg: Any) -> str | None:
+    """Why a *scheduled* launch must not run under the options in force now (None: it may run)."""
+    from gim_jobs import schedule
+
+    s = cfg.schedule
+    if not s.run_scheduler:
+        return "run-scheduler = false: scheduled launches are paused (R4); running jobs finish"
+    if job_key in ("extract", "transform") and context["dag"].dag_id == "gim_etl_cycle":
+        slot = context.get("logical_date")
+        if slot is not None and schedule.next_etl_slot(
+            slot, s.etl_start_time, s.etl_end_time, s.etl_frequency, s.timezone, inclusive=True
+        ) != slot:
+            return (
+                f"slot {slot} is not an ETL start under the options now configured "
+                f"({s.etl_start_time_text}-{s.etl_end_time_text} every {s.etl_frequency} min "
+                f"{s.timezone}): options changed (R14)"
+            )
+    flags = {"maintain": "run_maintain", "update_stats": "run_update_stats", "aggregate": "run_aggregates",
+             "export": "run_export"}
+    if job_key in flags and not getattr(s, flags[job_key]):
+        return f"{flags[job_key].replace('_', '-')} = false: this job is switched off"
+    return None
+
+
+class GimJobOperator(BaseOperator):
+    """Run one Genesys job through gim_jobs.control.run_job."""
+
+    ui_color = "#d6eaf8"
+    template_fields = ()
+
+    def __init__(self, *, job: str, **kwargs: Any) -> None:
+        from gim_jobs.registry import job_def
+
+        jd = job_def(job)
+        kwargs.setdefault("task_id", jd.key)
+        kwargs.setdefault("pool", jd.pool)
+        kwargs.setdefault("task_display_name", jd.name)
+        super().__init__(**kwargs)
+        self.job = jd.key
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        from gim_jobs.config import ConfigError, current_config
+        from gim_jobs.control import JobBusy, JobRefused, JobStopped, run_job
+
+        run_type = airflow_run_type(context)
+        if run_type == "scheduled":
+            try:
+                reason = scheduled_launch_refusal(self.job, context, current_config())
+            except ConfigError as exc:
+                raise AirflowFailException(f"not started: the configuration has errors (R21):\n{exc}") from exc
+            if reason:
+                self.log.warning("scheduled launch skipped: %s", reason)
+                raise AirflowSkipException(reason)
+        dag_run = context["dag_run"]
+        try:
+            outcome = run_job(
+                self.job,
+                run_type=run_type,
+                dag_id=dag_run.dag_id,
+                run_id=dag_run.run_id,
+                params=dict(context.get("params") or {}),
+                wait_seconds=SCHEDULED_LOCK_WAIT_SECONDS if run_type == "scheduled" else 0,
+                infomart_dsn=infomart_dsn_from_airflow(),
+                sources=idb_sources_from_airflow(),
+            )
+        except JobBusy as exc:
+            raise AirflowFailException(str(exc)) from exc
+        except JobRefused as exc:
+            raise AirflowFailException(str(exc)) from exc
+        except JobStopped as exc:
+            raise AirflowFailException(str(exc)) from exc
+        self.log.info("%s %s: %s rows in %.1f s %s", outcome.job.name, outcome.status, outcome.rows,
+                      outcome.seconds, outcome.message or "")
+        return {"job_id": str(outcome.job_id), "status": outcome.status, "rows": outcome.rows,
+                "details": outcome.details}
+
+    def on_kill(self) -> None:
+        from gim_jobs.control import request_local_stop
+
+        request_local_stop("stopped from Airflow (task killed or marked failed)")
+
+
+def etl_timetable() -> Any:
+    """The ETL-window timetable from ``[schedule]`` as it is now (read at parse time: the
+    dag-processor re-parses every 30 s, so a change takes effect within that, R14). A config with
+    errors still yields a DAG (the defaults' window); its runs are refused at start (R21)."""
+    from gim_timetables import EtlWindowTimetable
+
+    from gim_jobs.config import ConfigError, current_config
+
+    try:
+        s = current_config().schedule
+        return EtlWindowTimetable(
+            start=s.etl_start_time_text, end=s.etl_end_time_text, every_minutes=s.etl_frequency,
+            timezone=s.timezone,
+        )
+    except (ConfigError, OSError):
+        return EtlWindowTimetable(start="06:30", end="00:30", every_minutes=30, timezone="GMT")
+
+
+def job_dag(job: str, *, dag_id: str | None = None, schedule: Any = None, display_name: str | None = None,
+            tags: tuple[GimTag, ...] = (), doc_md: str | None = None, params: dict[str, Any] | None = None) -> Any:
+    """A DAG for one job: the one place dag ids, pools, tags and run limits are derived."""
+    from airflow.sdk import DAG
+
+    from gim_jobs.registry import job_def
+
+    jd = job_def(job)
+    dag = DAG(
+        dag_id=dag_id or jd.dag_id,
+        dag_display_name=display_name or jd.name,
+        description=jd.description,
+        schedule=schedule,
+        start_date=DAG_START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=[GimTag.GIM.value, *(t.value for t in tags)],
+        doc_md=doc_md,
+        params=params or {},
+    )
+    return dag
