@@ -21,6 +21,7 @@ VALID_ROLES = ("ICON_CFG", "ICON_CORE", "ICON_MM", "ICON_OCS")
 DEFAULT_ROLES = ("ICON_CFG", "ICON_CORE", "ICON_MM", "ICON_OCS")
 EMBEDDED_INFOMART_DB = "gim_infomart"
 EMBEDDED_IDB_DB = "gim_idb"
+DEFAULT_SOURCE_NAME = "main"
 
 
 class DatabaseConfigError(ValueError):
@@ -69,7 +70,10 @@ def idb_sources() -> list[DataSource]:
     """The IDB data sources for the CLI.
 
     ``GIM_IDB_SOURCES`` (a JSON list of ``{"name", "dsn", "roles"}``) lists several IDBs; else
-    ``GIM_IDB_DSN`` (+ ``GIM_IDB_ROLES``) names one; else the embedded ``gim_idb`` is used.
+    ``GIM_IDB_DSN`` (+ ``GIM_IDB_ROLES``, ``GIM_IDB_NAME``) names one; else the embedded ``gim_idb``
+    is used. The name keys the data source in the Info Mart (``ctl_data_source``), so the CLI's
+    default name ``main`` matches the Airflow connection ``gim_idb_main``: both extract the same IDB
+    as the same data source.
     """
     raw = os.environ.get("GIM_IDB_SOURCES")
     if raw:
@@ -88,10 +92,11 @@ def idb_sources() -> list[DataSource]:
             raise DatabaseConfigError(
                 f'GIM_IDB_SOURCES must be a JSON list of {{"name", "dsn", "roles"}} objects: {exc}'
             ) from exc
+    name = os.environ.get("GIM_IDB_NAME") or DEFAULT_SOURCE_NAME
     dsn = os.environ.get("GIM_IDB_DSN")
     if dsn:
-        return [DataSource("idb", dsn, parse_roles(os.environ.get("GIM_IDB_ROLES")))]
-    return [DataSource("idb", _embedded(EMBEDDED_IDB_DB), DEFAULT_ROLES)]
+        return [DataSource(name, dsn, parse_roles(os.environ.get("GIM_IDB_ROLES")))]
+    return [DataSource(name, _embedded(EMBEDDED_IDB_DB), DEFAULT_ROLES)]
 
 
 def connect(dsn: str, *, autocommit: bool = False, app: str = "gim") -> psycopg.Connection:

