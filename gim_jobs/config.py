@@ -557,6 +557,15 @@ OPTIONS: list[OptionSpec] = [
         "a number >= 0 (fractions allowed)",
         "TEST ONLY (ours): seconds every job sleeps per batch, to make jobs slow enough to observe; keep 0",
     ),
+    OptionSpec(
+        _E,
+        "job-test-start-delay-seconds",
+        _parse_non_negative_number,
+        "0",
+        "a number >= 0 (fractions allowed)",
+        "TEST ONLY (ours): seconds every job run sleeps (stoppably) after taking its lock, before its work; "
+        "gives scheduler tests jobs of a known length; keep 0",
+    ),
     # [gim-transformation]
     _int(_T, "chunk-size", "7200", "seconds of data one transformation chunk covers", 0),
     _int(_T, "max-state-duration", "14400", "seconds after which an open agent state is closed", above=900),
@@ -681,6 +690,7 @@ class GimEtlOptions:
     delayed_data_threshold: int
     sub_hour_interval: int
     job_test_delay_seconds: float
+    job_test_start_delay_seconds: float
 
 
 @dataclass(frozen=True)

@@ -297,6 +297,13 @@ def run_job(
         try:
             if before_start:
                 before_start(ctx)
+            start_delay = float(getattr(cfg.gim_etl, "job_test_start_delay_seconds", 0) or 0)
+            if start_delay:
+                jlog.warning("test knob job-test-start-delay-seconds: sleeping %.1f s", start_delay)
+                until = time.monotonic() + start_delay
+                while time.monotonic() < until:
+                    ctx.check_stop()
+                    time.sleep(min(0.2, max(0.0, until - time.monotonic())))
             module = importlib.import_module(jd.module)
             result: JobResult = module.run(ctx)
             rows, message, details = result.rows, result.message, result.details

@@ -102,28 +102,36 @@ def idb_dsn(new_database: Callable[[str], str]) -> str:
     return dsn
 
 
+def write_config(path: Path, overrides: dict[str, dict[str, str]] | None = None,
+                 export_dir: Path | None = None) -> Path:
+    """Write a copy of the shipped config/gim.ini with ``overrides`` ({section: {option: value}})."""
+    import configparser
+
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.optionxform = str  # type: ignore[assignment,method-assign]
+    cp.read(REPO / "config" / "gim.ini", encoding="utf-8")
+    if not cp.has_section("gim-export"):
+        cp.add_section("gim-export")
+    cp.set("gim-export", "output-directory", str(export_dir or path.parent / "export"))
+    for section, opts in (overrides or {}).items():
+        if not cp.has_section(section):
+            cp.add_section(section)
+        for k, v in opts.items():
+            cp.set(section, k, v)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        cp.write(fh)
+    tmp.replace(path)  # atomic: a reader never sees half a file
+    return path
+
+
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., Path]:
     """Factory: a copy of the shipped config/gim.ini with overrides, e.g.
     ``make_config({"schedule": {"etl-frequency": "15"}})``; returns the new file's path.
     ``[gim-export] output-directory`` is pointed into the test's tmp folder."""
-    import configparser
 
     def make(overrides: dict[str, dict[str, str]] | None = None, name: str = "gim.ini") -> Path:
-        cp = configparser.ConfigParser(interpolation=None)
-        cp.optionxform = str  # type: ignore[assignment,method-assign]
-        cp.read(REPO / "config" / "gim.ini", encoding="utf-8")
-        if not cp.has_section("gim-export"):
-            cp.add_section("gim-export")
-        cp.set("gim-export", "output-directory", str(tmp_path / "export"))
-        for section, opts in (overrides or {}).items():
-            if not cp.has_section(section):
-                cp.add_section(section)
-            for k, v in opts.items():
-                cp.set(section, k, v)
-        path = tmp_path / name
-        with path.open("w", encoding="utf-8") as fh:
-            cp.write(fh)
-        return path
+        return write_config(tmp_path / name, overrides, tmp_path / "export")
 
     return make

@@ -1,0 +1,160 @@
+"""A real Airflow (``airflow standalone``: api-server, scheduler, dag-processor, triggerer) for the
+e2e tier, on the project's dags/ and plugins/, with its metadata in a PostgreSQL database of the
+test server, and a small REST client to watch and drive it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+
+from gim_jobs.airflow_env import airflow_bin, airflow_env, prepare_airflow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """A SQLAlchemy (psycopg 3) URL for a libpq DSN, unix-socket hosts included."""
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    user = quote(str(info.get("user") or "postgres"))
+    pw = f":{quote(str(info['password']))}" if info.get("password") else ""
+    host = str(info.get("host") or "")
+    db = quote(str(info.get("dbname") or "postgres"))
+    if host.startswith("/"):
+        return f"postgresql+psycopg://{user}{pw}@/{db}?host={quote(host, safe='/')}"
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"postgresql+psycopg://{user}{pw}@{host}{port}/{db}"
+
+
+class AirflowStack:
+    def __init__(self, home: Path, metadata_dsn: str, extra_env: dict[str, str]) -> None:
+        self.home = home
+        self.port = free_port()
+        self.env = airflow_env(metadata_uri=sqlalchemy_url(metadata_dsn), home=home, port=self.port)
+        self.env.update(
+            {
+                # compressed clock: see config changes (R14) and new slots within seconds
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+                "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "5",
+                "AIRFLOW__CORE__PARALLELISM": "6",
+            }
+        )
+        self.env.update(extra_env)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = home / "standalone.log"
+        self._token: str | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self, timeout: float = 240) -> None:
+        prepare_airflow(self.env)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([airflow_bin(), "standalone"], env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"airflow standalone exited:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.base}/api/v2/version", timeout=3):
+                    pass
+                pw_file = self.home / "simple_auth_manager_passwords.json.generated"
+                if pw_file.exists():
+                    return
+            except OSError:
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"airflow standalone not ready in {timeout} s:\n{self.tail()}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def tail(self, n: int = 80) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    # ---------------------------------------------------------------- REST
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def token(self) -> str:
+        if self._token is None:
+            pw = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+            req = urllib.request.Request(
+                f"{self.base}/auth/token", data=json.dumps({"username": "admin", "password": pw}).encode(),
+                headers={"Content-Type": "application/json"}, method="POST",
+            )
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                self._token = json.loads(resp.read())["access_token"]
+        return self._token
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        req = urllib.request.Request(
+            f"{self.base}/api/v2{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=20) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"{method} {path}: {exc.code} {exc.read().decode(errors='replace')}") from exc
+        return json.loads(raw) if raw else None
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Runs of a DAG, oldest first (by run_after)."""
+        try:
+            out = self.api("GET", f"/dags/{dag_id}/dagRuns?order_by=run_after&limit=100")
+        except RuntimeError as exc:
+            if " 404 " in str(exc):
+                return []
+            raise
+        return out["dag_runs"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        out = self.api("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances")
+        return {t["task_id"]: t["state"] for t in out["task_instances"]}
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.api("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
+
+    def wait_for(self, what: str, pred: Callable[[], Any], timeout: float, every: float = 2.0) -> Any:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            val = pred()
+            if val:
+                return val
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"airflow died while waiting for {what}:\n{self.tail()}")
+            time.sleep(every)
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n--- log tail ---\n{self.tail()}")
