@@ -14,6 +14,7 @@ whether Airflow or ``gim run`` starts it, goes through :func:`run_job`, which
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
 import os
@@ -33,7 +34,8 @@ from gim_jobs.db.connect import DataSource, connect
 from gim_jobs.registry import JOBS, JobDef, UnknownJob, job_def
 
 __all__ = ["JOBS", "JobDef", "job_def", "run_job", "JobContext", "JobResult", "JobError", "JobRefused",
-           "JobBusy", "JobStopped", "request_stop", "request_local_stop", "running_jobs"]
+           "JobBusy", "JobStopped", "request_stop", "request_local_stop", "running_jobs", "preempt",
+           "wait_until_stopped"]
 
 log = logging.getLogger("gim")
 
@@ -114,6 +116,7 @@ class JobContext:
     run_type: str
     params: dict[str, Any]
     log: logging.Logger
+    deadline: dt.datetime | None = None
     _lease_conn: psycopg.Connection | None = None
     _last_check: float = 0.0
     _stop_reason: str | None = None
@@ -122,6 +125,8 @@ class JobContext:
         """The reason another job or the operator asked this one to stop, else None (cheap)."""
         if _LOCAL_STOP.is_set() and not self._stop_reason:
             self._stop_reason = _LOCAL_STOP_REASON[-1] if _LOCAL_STOP_REASON else "stop requested"
+        if self.deadline is not None and not self._stop_reason and dt.datetime.now(dt.UTC) >= self.deadline:
+            self._stop_reason = f"deadline {self.deadline:%Y-%m-%d %H:%M:%S %Z} reached (next ETL slot, R9)"
         if self._stop_reason or self._lease_conn is None:
             return self._stop_reason
         now = time.monotonic()
@@ -143,8 +148,15 @@ class JobContext:
             raise JobStopped(f"{self.job.name} stopped: {reason}")
 
     def register(self, conn: psycopg.Connection) -> psycopg.Connection:
-        """Register a working connection so an operator stop can cancel its running statement."""
+        """Register a working connection: a local stop (on_kill) cancels its running statement, and
+        its backend pid is published in ``ctl_job_lease.work_pids`` so a preempting job or ``gim
+        stop`` can cancel it from another process (R9, R18)."""
         _WORK_CONNS.append(conn)
+        if self._lease_conn is not None:
+            self._lease_conn.execute(
+                "UPDATE ctl_job_lease SET work_pids = array_append(work_pids, %s) WHERE job_name = %s AND job_id = %s",
+                (conn.info.backend_pid, self.job.name, self.job_id),
+            )
         return conn
 
     def pause(self) -> None:
@@ -172,14 +184,45 @@ def schema_version_check(dsn: str) -> None:
         )
 
 
-def request_stop(dsn: str, job_name: str, reason: str) -> bool:
-    """Ask the running instance of ``job_name`` to stop at its next check. True if one runs."""
+def request_stop(dsn: str, job_name: str, reason: str, *, cancel_sql: bool = True) -> bool:
+    """Ask the running instance of ``job_name`` to stop at its next check and (``cancel_sql``)
+    cancel the statements its working connections run now. True if an instance runs.
+
+    Cancelling is safe: every job commits in batches, so a cancelled statement only rolls back the
+    batch in flight, which the next run does again."""
     with connect(dsn, autocommit=True, app="gim-stop") as conn:
-        cur = conn.execute(
-            "UPDATE ctl_job_lease SET stop_requested = true, stop_reason = %s WHERE job_name = %s",
+        row = conn.execute(
+            """UPDATE ctl_job_lease l SET stop_requested = true, stop_reason = %s
+                WHERE job_name = %s AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.backend_pid)
+            RETURNING work_pids""",
             (reason, job_name),
-        )
-        return cur.rowcount > 0
+        ).fetchone()
+        if row is None:
+            return False
+        if cancel_sql and row[0]:
+            conn.execute("SELECT pg_cancel_backend(p) FROM unnest(%s::int[]) AS p", (row[0],))
+        return True
+
+
+def wait_until_stopped(dsn: str, job_name: str, timeout: float) -> bool:
+    """Wait until no live process holds ``job_name``; True when it is free within ``timeout``."""
+    end = time.monotonic() + timeout
+    while True:
+        if not any(r["job_name"] == job_name for r in running_jobs(dsn)):
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.25)
+
+
+def preempt(dsn: str, job_name: str, reason: str, *, timeout: float = 30.0) -> bool:
+    """Stop ``job_name`` (request + cancel its SQL) and wait until it has let go (R9).
+    Returns False when nothing ran; raises JobError when it did not stop within ``timeout``."""
+    if not request_stop(dsn, job_name, reason):
+        return False
+    if not wait_until_stopped(dsn, job_name, timeout):
+        raise JobError(f"{job_name} was asked to stop ({reason}) but still runs after {timeout:.0f} s")
+    return True
 
 
 def running_jobs(dsn: str) -> list[dict[str, Any]]:
@@ -192,6 +235,7 @@ def running_jobs(dsn: str) -> list[dict[str, Any]]:
                 WHERE EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.backend_pid)"""
         ).fetchall()
     keys = ("job_name", "job_id", "run_type", "dag_id", "run_id", "host", "pid", "started_at", "stop_requested")
+    # (the query below lists exactly these columns)
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
@@ -229,6 +273,7 @@ def run_job(
     infomart_dsn: str | None = None,
     sources: list[DataSource] | None = None,
     before_start: Callable[[JobContext], None] | None = None,
+    deadline: dt.datetime | None = None,
 ) -> JobOutcome:
     """Run one job with every start rule applied; see the module docstring.
 
@@ -291,7 +336,9 @@ def run_job(
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'RUNNING')""",
                 (job_id, jd.name, __version__, run_type, dag_id, run_id, socket.gethostname(), os.getpid()),
             )
-        ctx = JobContext(jd, job_id, cfg, dsn, srcs, run_type, dict(params or {}), jlog, lease)
+        ctx = JobContext(jd, job_id, cfg, dsn, srcs, run_type, dict(params or {}), jlog, deadline, lease)
+        if deadline is not None:
+            lease.execute("UPDATE ctl_job_lease SET deadline = %s WHERE job_name = %s", (deadline, jd.name))
         status, rows, message, details = "COMPLETED", 0, None, {}
         error: BaseException | None = None
         try:
@@ -310,7 +357,8 @@ def run_job(
         except JobError as exc:
             status, message, error = exc.status, str(exc), exc
         except Exception as exc:  # recorded, then re-raised: the caller (Airflow) marks the run failed
-            if _LOCAL_STOP.is_set() and isinstance(exc, psycopg.errors.QueryCanceled):
+            ctx._last_check = 0.0  # noqa: SLF001 - force a fresh look at the lease row
+            if isinstance(exc, psycopg.errors.QueryCanceled) and ctx.stop_requested():
                 stopped = JobStopped(f"{jd.name} stopped: {ctx.stop_requested()}")
                 status, message, error = stopped.status, str(stopped), stopped
             else:

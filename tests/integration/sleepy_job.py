@@ -19,3 +19,13 @@ def run(ctx: JobContext) -> JobResult:
         time.sleep(step_seconds)
         done += 1
     return JobResult(rows=done, details={"steps": done})
+
+
+def run_sql(ctx: JobContext) -> JobResult:
+    """Variant: one long statement on a registered connection (preemption must cancel it)."""
+    import psycopg
+
+    with psycopg.connect(ctx.infomart_dsn, autocommit=True) as conn:
+        ctx.register(conn)
+        conn.execute("SELECT pg_sleep(%s)", (float(ctx.params.get("sleep", 60)),))
+    return JobResult(rows=1)

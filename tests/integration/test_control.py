@@ -160,3 +160,45 @@ def test_schema_too_old_is_refused_with_the_fix(new_database, make_config) -> No
     dsn = new_database("empty")
     with pytest.raises(JobRefused, match="gim init-db"):
         run_job(SLEEPY, infomart_dsn=dsn, sources=[], config_path=make_config())
+
+
+SLEEPY_MAINTAIN = replace(JOBS["maintain"], module="tests.integration.sleepy_sql_job")
+
+
+def test_r09_preempt_cancels_running_sql_and_frees_the_job_within_seconds(infomart_dsn, make_config) -> None:
+    from gim_jobs.control import preempt
+
+    cfg = make_config()
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            run_job(SLEEPY_MAINTAIN, infomart_dsn=infomart_dsn, sources=[], config_path=cfg,
+                    run_type="scheduled", params={"sleep": 60})
+        except Exception as exc:  # noqa: BLE001
+            box["error"] = exc
+
+    t = threading.Thread(target=target)
+    t.start()
+    _wait_running(infomart_dsn)
+    time.sleep(0.5)  # let it reach its statement
+    t0 = time.monotonic()
+    assert preempt(infomart_dsn, "Job_MaintainGIM", "ETL cycle due (R9)", timeout=10)
+    elapsed = time.monotonic() - t0
+    t.join(10)
+    assert elapsed < 5, elapsed
+    assert isinstance(box.get("error"), JobStopped)
+    h = _history(infomart_dsn)[-1]
+    assert h[:2] == ("Job_MaintainGIM", "STOPPED") and "R9" in h[4]
+    assert preempt(infomart_dsn, "Job_MaintainGIM", "nothing runs") is False
+
+
+def test_r09_deadline_stops_a_job_between_steps(infomart_dsn, make_config) -> None:
+    import datetime as dt
+
+    cfg = make_config()
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    with pytest.raises(JobStopped, match="deadline"):
+        run_job(SLEEPY, infomart_dsn=infomart_dsn, sources=[], config_path=cfg, params={"steps": 50},
+                deadline=deadline)
+    assert _history(infomart_dsn)[-1][1] == "STOPPED"
