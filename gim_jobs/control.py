@@ -175,12 +175,17 @@ def _lock_key_sql() -> str:
 def schema_version_check(dsn: str) -> None:
     from gim_jobs.db.migrate import current_version, migrations
 
-    want = migrations("infomart")[-1].version
+    want = [m.version for m in migrations("infomart")]
     with connect(dsn, autocommit=True, app="gim-check") as conn:
         have = current_version(conn, "infomart")
-    if have < want:
+        missing = want if have == 0 else [
+            v for v in want
+            if not conn.execute("SELECT 1 FROM ctl_schema_info WHERE version = %s", (v,)).fetchone()
+        ]
+    if missing:
         raise JobRefused(
-            f"the Info Mart schema is at version {have}, this gim-airflow needs {want}: run `gim init-db`"
+            f"the Info Mart schema lacks migration(s) {missing} (at version {have}, this gim-airflow needs "
+            f"{want[-1]}): run `gim init-db`"
         )
 
 

@@ -69,7 +69,10 @@ def migrate(dsn: str, kind: Kind, *, target: int | None = None) -> list[int]:
                         "applied_at timestamptz NOT NULL DEFAULT now())"
                     ).format(sql.Identifier(table))
                 )
-                if current_version(conn, kind) >= mig.version:
+                done = conn.execute(
+                    sql.SQL("SELECT 1 FROM {} WHERE version = %s").format(sql.Identifier(table)), (mig.version,)
+                ).fetchone()
+                if done:
                     continue
                 conn.execute(mig.text)
                 conn.execute(
