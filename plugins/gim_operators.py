@@ -47,6 +47,31 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 # How long a scheduled task waits for another instance of its job to finish before giving up (R5).
 SCHEDULED_LOCK_WAIT_SECONDS = 300
+# R7: how often scheduled maintenance looks whether the ETL cycle has finished, and for how long.
+ETL_POKE_SECONDS = 5.0
+MAINTENANCE_MAX_WAIT_SECONDS = 4 * 3600
+
+
+def _scheduled_maintenance(dsn: str) -> dict[str, Any] | None:
+    from gim_jobs.control import running_jobs
+
+    for r in running_jobs(dsn):
+        if r["job_name"] == "Job_MaintainGIM" and r["run_type"] == "scheduled":
+            return r
+    return None
+
+
+def _etl_busy(context: Any, dsn: str) -> bool:
+    """An ETL cycle is active: a gim_etl_cycle run is queued/running (covers the gap between its
+    two tasks), or an extract/transform holds its lock (covers runs not started by that DAG)."""
+    from gim_jobs.control import running_jobs
+
+    if any(r["job_name"] in ("Job_ExtractICON", "Job_TransformGIM") for r in running_jobs(dsn)):
+        return True
+    ti = context.get("ti")
+    if ti is not None and hasattr(ti, "get_dr_count"):
+        return ti.get_dr_count(dag_id="gim_etl_cycle", states=["running", "queued"]) > 0
+    return False
 
 
 def _conn_dsn(conn: Any) -> str:
@@ -150,17 +175,28 @@ class GimJobOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from gim_jobs.config import ConfigError, current_config
-        from gim_jobs.control import JobBusy, JobRefused, JobStopped, run_job
+        from gim_jobs.control import JobError, run_job
+        from gim_jobs.db.connect import infomart_dsn
 
         run_type = airflow_run_type(context)
+        dsn = infomart_dsn_from_airflow() or infomart_dsn()
+        deadline = None
         if run_type == "scheduled":
             try:
-                reason = scheduled_launch_refusal(self.job, context, current_config())
+                cfg = current_config()
+                reason = scheduled_launch_refusal(self.job, context, cfg)
             except ConfigError as exc:
                 raise AirflowFailException(f"not started: the configuration has errors (R21):\n{exc}") from exc
+            if reason is None:
+                reason = self._apply_maintenance_rules(context, dsn)
             if reason:
                 self.log.warning("scheduled launch skipped: %s", reason)
                 raise AirflowSkipException(reason)
+            if self.job == "maintain":
+                deadline = self._maintenance_deadline(cfg)
+        elif self.job == "maintain" and _etl_busy(context, dsn):
+            self.log.warning("manual Job_MaintainGIM while an ETL cycle runs: R7-R9 do not apply to manual "
+                             "runs (R15); the operator is responsible")
         dag_run = context["dag_run"]
         try:
             outcome = run_job(
@@ -170,19 +206,64 @@ class GimJobOperator(BaseOperator):
                 run_id=dag_run.run_id,
                 params=dict(context.get("params") or {}),
                 wait_seconds=SCHEDULED_LOCK_WAIT_SECONDS if run_type == "scheduled" else 0,
-                infomart_dsn=infomart_dsn_from_airflow(),
+                infomart_dsn=dsn,
                 sources=idb_sources_from_airflow(),
+                deadline=deadline,
             )
-        except JobBusy as exc:
-            raise AirflowFailException(str(exc)) from exc
-        except JobRefused as exc:
-            raise AirflowFailException(str(exc)) from exc
-        except JobStopped as exc:
-            raise AirflowFailException(str(exc)) from exc
+        except JobError as exc:  # refused (R5, R15, R21), stopped (R9, R18) or failed: no retry
+            raise AirflowFailException(f"{exc.status}: {exc}") from exc
         self.log.info("%s %s: %s rows in %.1f s %s", outcome.job.name, outcome.status, outcome.rows,
                       outcome.seconds, outcome.message or "")
         return {"job_id": str(outcome.job_id), "status": outcome.status, "rows": outcome.rows,
                 "details": outcome.details}
+
+    def _apply_maintenance_rules(self, context: Any, dsn: str) -> str | None:
+        """R7-R10 for scheduled launches. Returns a reason to skip, or None to go ahead."""
+        from gim_jobs.control import preempt
+
+        maint = _scheduled_maintenance(dsn)
+        if self.job in ("extract", "transform") and maint:
+            # R9: an ETL cycle due while scheduled maintenance runs stops maintenance first.
+            self.log.warning("scheduled Job_MaintainGIM (%s) runs: stopping it for the ETL cycle (R9)",
+                             maint.get("run_id"))
+            preempt(dsn, "Job_MaintainGIM", f"ETL cycle {context['dag_run'].run_id} is due (R9)", timeout=60)
+        elif self.job in ("update_stats", "aggregate", "export") and maint:
+            rule = "R10" if self.job == "update_stats" else "R8"
+            return f"scheduled Job_MaintainGIM runs ({maint.get('run_id')}): {self.job} waits for it ({rule})"
+        elif self.job == "maintain":
+            self._wait_for_etl(context, dsn)  # R7
+        return None
+
+    def _wait_for_etl(self, context: Any, dsn: str) -> None:
+        """R7: scheduled maintenance starts only when no ETL cycle runs (short poke loop, no
+        reschedule mode: Airflow issue #71172). Gives up after MAINTENANCE_MAX_WAIT_SECONDS."""
+        import time
+
+        waited, logged = 0.0, False
+        while _etl_busy(context, dsn):
+            if not logged:
+                self.log.info("an ETL cycle runs: scheduled maintenance waits for it to finish (R7)")
+                logged = True
+            if waited >= MAINTENANCE_MAX_WAIT_SECONDS:
+                from airflow.sdk.exceptions import AirflowFailException
+
+                raise AirflowFailException(
+                    f"ETL kept running for {waited:.0f} s: scheduled maintenance gave up for today (R7)"
+                )
+            time.sleep(ETL_POKE_SECONDS)
+            waited += ETL_POKE_SECONDS
+        if logged:
+            self.log.info("ETL cycle finished after %.0f s: maintenance starts", waited)
+
+    def _maintenance_deadline(self, cfg: Any) -> Any:
+        """Scheduled maintenance must be done by the next ETL slot (R9): it stops itself there."""
+        import pendulum
+
+        from gim_jobs import schedule
+
+        s = cfg.schedule
+        return schedule.next_etl_slot(pendulum.now("UTC"), s.etl_start_time, s.etl_end_time, s.etl_frequency,
+                                      s.timezone)
 
     def on_kill(self) -> None:
         from gim_jobs.control import request_local_stop
@@ -206,6 +287,20 @@ def etl_timetable() -> Any:
         )
     except (ConfigError, OSError):
         return EtlWindowTimetable(start="06:30", end="00:30", every_minutes=30, timezone="GMT")
+
+
+def cron_timetable(option: str, default: str) -> Any:
+    """A daily 2-field-cron timetable from ``[schedule] <option>`` (R13), DST-consistent with
+    ``gim schedule`` (Cron2Timetable). A config with errors yields the default; runs are refused."""
+    from gim_timetables import Cron2Timetable
+
+    from gim_jobs.config import ConfigError, current_config
+
+    try:
+        s = current_config().schedule
+        return Cron2Timetable(getattr(s, option).text, timezone=s.timezone)
+    except (ConfigError, OSError):
+        return Cron2Timetable(default, timezone="GMT")
 
 
 def job_dag(job: str, *, dag_id: str | None = None, schedule: Any = None, display_name: str | None = None,

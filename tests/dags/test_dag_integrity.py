@@ -13,6 +13,7 @@ EXPECTED = {
     "gim_etl_cycle.py": {"gim_etl_cycle"},
     "gim_extract_icon.py": {"gim_extract_icon"},
     "gim_transform.py": {"gim_transform"},
+    "gim_update_stats.py": {"gim_update_stats"},
 }
 
 
