@@ -42,8 +42,12 @@ def sqlalchemy_url(dsn: str) -> str:
 
 
 class AirflowStack:
-    def __init__(self, home: Path, metadata_dsn: str, extra_env: dict[str, str]) -> None:
+    def __init__(self, home: Path, metadata_dsn: str, extra_env: dict[str, str], *,
+                 components: list[list[str]] | None = None) -> None:
+        """``components``: None runs ``airflow standalone``; else each entry is one ``airflow ...``
+        command line run as its own process (e.g. api-server, scheduler, celery worker)."""
         self.home = home
+        self.components = components
         self.port = free_port()
         self.env = airflow_env(metadata_uri=sqlalchemy_url(metadata_dsn), home=home, port=self.port)
         self.env.update(
@@ -58,19 +62,24 @@ class AirflowStack:
         )
         self.env.update(extra_env)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.procs: list[subprocess.Popen[bytes]] = []
         self.log_path = home / "standalone.log"
         self._token: str | None = None
 
     # ---------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 240) -> None:
         prepare_airflow(self.env)
+        commands = self.components or [["standalone"]]
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([airflow_bin(), "standalone"], env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            for args in commands:
+                self.procs.append(subprocess.Popen([airflow_bin(), *args], env=self.env, stdout=log,
+                                                   stderr=subprocess.STDOUT, start_new_session=True))
+        self.proc = self.procs[0]
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"airflow standalone exited:\n{self.tail()}")
+            dead = [p for p in self.procs if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"an airflow component exited ({dead[0].args}):\n{self.tail()}")
             try:
                 with urllib.request.urlopen(f"{self.base}/api/v2/version", timeout=3):
                     pass
@@ -83,18 +92,19 @@ class AirflowStack:
         raise RuntimeError(f"airflow standalone not ready in {timeout} s:\n{self.tail()}")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.proc.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        for proc in self.procs:
+            for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+                if proc.poll() is not None:
+                    break
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
 
     def tail(self, n: int = 80) -> str:
         try:
@@ -154,7 +164,7 @@ class AirflowStack:
             val = pred()
             if val:
                 return val
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"airflow died while waiting for {what}:\n{self.tail()}")
+            if any(p.poll() is not None for p in self.procs):
+                raise AssertionError(f"an airflow component died while waiting for {what}:\n{self.tail()}")
             time.sleep(every)
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n--- log tail ---\n{self.tail()}")

@@ -1,0 +1,105 @@
+"""The DAGs through a real Celery worker (CeleryExecutor) with Redis as broker and PostgreSQL for
+Airflow's metadata and Celery's results: proof the project does not depend on a single-process
+executor. Uses the Redis and PostgreSQL services of this machine (127.0.0.1:6379, :5432); skipped
+where they are absent (set GIM_CELERY_PG_DSN / GIM_CELERY_REDIS_URL to point elsewhere)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from gim_jobs.db.migrate import migrate
+from tests.conftest import write_config
+from tests.e2e.stack import AirflowStack
+
+pytestmark = pytest.mark.e2e
+
+PG = os.environ.get("GIM_CELERY_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("GIM_CELERY_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _dsn(db: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(PG)
+    info["dbname"] = db
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+
+
+@pytest.fixture(scope="module")
+def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AirflowStack, str, str]]:
+    r, p = urlparse(REDIS), psycopg.conninfo.conninfo_to_dict(PG)
+    if not _reachable(r.hostname or "127.0.0.1", r.port or 6379) or not _reachable(
+            str(p.get("host") or "127.0.0.1"), int(p.get("port") or 5432)):
+        pytest.skip(f"needs Redis at {REDIS} and PostgreSQL at {PG} (services of the CI machine)")
+    from gim_jobs.idb import simulator
+
+    tag = uuid.uuid4().hex[:8]
+    names = {k: f"gimcel_{k}_{tag}" for k in ("im", "idb", "af")}
+    with psycopg.connect(PG, autocommit=True) as conn:
+        for n in names.values():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(n)))
+    im, idb, af = (_dsn(names[k]) for k in ("im", "idb", "af"))
+    migrate(im, "infomart")
+    migrate(idb, "idb")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    simulator.simulate_batch(idb, interactions=200, start=now - dt.timedelta(hours=1), span_seconds=3600,
+                             config=simulator.SimConfig(seed=11))
+    home = tmp_path_factory.mktemp("airflow-celery")
+    cfg = write_config(home / "gim.ini", {"schedule": {"run-scheduler": "false"}})
+    queue = f"gim_{tag}"
+    af_info = psycopg.conninfo.conninfo_to_dict(af)
+    result_backend = (f"db+postgresql+psycopg://{af_info.get('user') or 'postgres'}@{af_info.get('host')}:"
+                      f"{af_info.get('port') or 5432}/{names['af']}")
+    stack = AirflowStack(
+        home / "airflow", af,
+        {"GIM_CONFIG": str(cfg), "GIM_INFOMART_DSN": im, "GIM_IDB_DSN": idb, "GIM_HOME": str(home / "gim"),
+         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CELERY__BROKER_URL": REDIS,
+         "AIRFLOW__CELERY__RESULT_BACKEND": result_backend, "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue},
+        components=[["api-server"], ["scheduler"], ["dag-processor"],
+                    ["celery", "worker", "--concurrency", "2", "--queues", queue]],
+    )
+    try:
+        stack.start()
+        yield stack, im, queue
+    finally:
+        stack.stop()
+        with psycopg.connect(PG, autocommit=True) as conn:
+            for n in names.values():
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(n)))
+
+
+def test_extract_and_transform_run_on_a_celery_worker(celery_stack) -> None:
+    stack, im, queue = celery_stack
+    stack.wait_for("the DAGs to be parsed", lambda: stack.api("GET", "/dags?dag_id_pattern=gim_")["total_entries"] >= 3,
+                   timeout=120)
+    for dag_id in ("gim_extract_icon", "gim_transform"):
+        run = stack.trigger(dag_id)
+        done = stack.wait_for(
+            f"{dag_id} to finish on the Celery worker",
+            lambda d=dag_id, r=run["dag_run_id"]: next(
+                (x for x in stack.runs(d) if x["dag_run_id"] == r and x["state"] in ("success", "failed")), None),
+            timeout=240)
+        assert done["state"] == "success", stack.tail()
+        tis = stack.api("GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
+        assert [t["queue"] for t in tis] == [queue]  # the Celery queue only our worker listens on
+    with psycopg.connect(im) as conn:
+        hist = conn.execute("SELECT job_name, status, run_type FROM ctl_etl_history ORDER BY id").fetchall()
+        facts = conn.execute("SELECT count(*) FROM interaction_fact").fetchone()[0]
+    assert hist == [("Job_ExtractICON", "COMPLETED", "manual"), ("Job_TransformGIM", "COMPLETED", "manual")]
+    assert facts > 0
+    assert "celery" in stack.tail(400).lower()
