@@ -15,7 +15,7 @@ def _compose() -> dict:
 
 def test_services_present() -> None:
     services = set(_compose()["services"])
-    assert {"postgres", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+    assert {"postgres", "redis", "airflow-worker", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
             "airflow-triggerer", "idb-simulator"} <= services
 
 
@@ -45,3 +45,16 @@ def test_postgres_init_creates_the_three_databases() -> None:
     sql = (REPO / "docker" / "postgres-init.sql").read_text()
     for db in ("airflow", "gim_infomart", "gim_idb"):
         assert f"CREATE DATABASE {db}" in sql
+
+
+def test_celery_executor_with_redis_broker_and_postgres_results() -> None:
+    comp = _compose()
+    worker = comp["services"]["airflow-worker"]
+    assert worker["command"] == "celery worker"
+    for name, svc in comp["services"].items():
+        if name.startswith("airflow-"):
+            env = svc["environment"]
+            assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+            assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379")
+            assert "postgres:5432" in env["AIRFLOW__CELERY__RESULT_BACKEND"]
+            assert svc["depends_on"]["redis"]["condition"] == "service_healthy"
