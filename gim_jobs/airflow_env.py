@@ -30,7 +30,7 @@ def airflow_env(*, metadata_uri: str | None = None, home: Path | None = None, po
     home.mkdir(parents=True, exist_ok=True)
     secret_file = home / "jwt_secret"
     if not secret_file.exists():
-        secret_file.write_text(secrets.token_urlsafe(32))
+        secret_file.write_text(secrets.token_urlsafe(64))
         secret_file.chmod(0o600)
     env = dict(os.environ)
     env.update(

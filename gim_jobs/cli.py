@@ -71,9 +71,12 @@ def init_db_cmd(idb: Annotated[bool, typer.Option(help="also create/upgrade the 
 def schedule_cmd(
     date: Annotated[str, typer.Option("--date", help="YYYY-MM-DD, a day in the configured time zone")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    svg: Annotated[Path | None, typer.Option("--svg", help="also write the day's timeline picture (SVG) here")] = None,
+    runs: Annotated[bool, typer.Option("--runs/--no-runs",
+                                       help="--svg: overlay the runs recorded in the Info Mart that day")] = True,
     config: ConfigOpt = None,
 ) -> None:
-    """What the scheduler will start that day, in the configured time zone."""
+    """What the scheduler will start that day, in the configured time zone (--svg: as a picture)."""
     from gim_jobs import schedule
     from gim_jobs.config import ConfigError, load_config
 
@@ -90,6 +93,8 @@ def schedule_cmd(
     s = cfg.schedule
     plan = schedule.plan_day(day, s)
     rows = schedule.plan_to_json(plan, s.timezone)
+    if svg is not None:
+        _write_day_svg(day, config, svg, runs)
     if as_json:
         _echo_json({"date": day.isoformat(), "timezone": s.timezone, "run_scheduler": s.run_scheduler,
                     "launches": rows})
@@ -101,6 +106,26 @@ def schedule_cmd(
     for r in rows:
         end = f" - {r['end']}" if r.get("end") else ""
         typer.echo(f"  {r['start']}{end}  {r['job']:<16} {r['dag_id']:<18} {r.get('note') or ''}")
+
+
+def _write_day_svg(day: dt.date, config: Path | None, path: Path, runs: bool) -> None:
+    """``gim schedule --svg``: the same picture as the Info Mart Manager's schedule page."""
+    from gim_jobs.status import day_view
+
+    dsn = None
+    if runs:
+        try:
+            from gim_jobs.db.connect import infomart_dsn
+
+            dsn = infomart_dsn()
+            view = day_view(day, config, dsn=dsn)
+        except Exception as exc:  # noqa: BLE001 - the plan alone is still worth drawing
+            typer.echo(f"warning: runs not shown, the Info Mart is not readable: {exc}", err=True)
+            dsn = None
+    if dsn is None:
+        view = day_view(day, config)
+    path.write_text(view["svg"], encoding="utf-8")
+    typer.echo(f"wrote {path} ({len(view['launches'])} planned launches, {len(view['actual'])} runs)", err=True)
 
 
 @app.command("run")
@@ -154,41 +179,97 @@ def stop_cmd(job: Annotated[str, typer.Argument(help="job to stop")],
 
 @app.command("status")
 def status_cmd(as_json: Annotated[bool, typer.Option("--json")] = False, config: ConfigOpt = None) -> None:
-    """Is the mart current? Config check, running jobs, last runs, extraction marks, discards."""
+    """Is the mart current? Data lag and alarm, config check, running and last jobs, what runs next."""
     from gim_jobs.db.connect import infomart_dsn
     from gim_jobs.status import status
+    from gim_jobs.ui_templates.pages import fmt_duration, fmt_time
 
     st = status(infomart_dsn(), config)
     if as_json:
         _echo_json(st)
         return
+    tz = st["timezone"]
+
+    def t(at: Any) -> str:
+        return fmt_time(at, tz) if at else "never"
+
+    typer.echo(f"Info Mart status at {fmt_time(st['now'], tz)} {tz}")
     c = st["config"]
-    typer.echo(f"configuration {c['path']}: {'OK' if c['ok'] else 'ERRORS (no job will start)'}")
-    for e in c["errors"]:
-        typer.echo(f"  error: {e}")
-    typer.echo("running: " + (", ".join(f"{r['job_name']} ({r['run_type']})" for r in st["running"]) or "nothing"))
+    typer.echo(f"configuration {c['path']}: {'OK' if c['ok'] else 'ERRORS (no job will start, R21)'}"
+               + (f", {len(c['warnings'])} warning(s)" if c["warnings"] else ""))
+    for err in c["errors"]:
+        typer.echo(f"  error: {err}")
+    if st["run_scheduler"] is False:
+        typer.echo("run-scheduler = false: scheduled launches are paused (R4)")
+    threshold = st["delayed_data_threshold"]
+    if st["alarm"]:
+        for m in st["alarm_messages"]:
+            typer.secho(f"*** ALARM {m} ***", fg="red", bold=True)
+    elif st["alarm"] is None:
+        typer.echo("data: nothing extracted yet, lag unknown")
+    else:
+        lag = max(s["lag_seconds"] for s in st["sources"] if s["lag_seconds"] is not None)
+        typer.echo(f"data: current, at most {fmt_duration(lag)} behind (delayed-data-threshold {threshold} s)")
+    typer.echo("running: " + (", ".join(f"{r['job_name']} ({r['run_type']} since {t(r['started_at'])})"
+                                        for r in st["running"]) or "nothing"))
+    typer.echo(f"{'job':<17} {'last run':<9} {'started':<19} {'duration':>12} {'rows':>8}  "
+               f"{'last success':<19} failed-24h")
     for name, j in st["jobs"].items():
-        when = j["last_start"].strftime("%Y-%m-%d %H:%M:%S") if j["last_start"] else "never"
-        typer.echo(f"  {name:<17} last {j['last_status'] or '-':<9} {when}  rows {j['last_rows'] or 0}")
-    if "interaction_facts" in st:
-        typer.echo(f"interaction_fact rows: {st['interaction_facts']}; discards: {st.get('discards', 0)}")
+        dur = (j["last_end"] - j["last_start"]).total_seconds() if j["last_start"] and j["last_end"] else None
+        typer.echo(f"{name:<17} {j['last_status'] or '-':<9} {t(j['last_start']):<19} {fmt_duration(dur):>12} "
+                   f"{j['last_rows'] if j['last_status'] else '':>8}  {t(j['last_success']):<19} {j['failed_24h']}")
+        if j["last_status"] in ("FAILED", "REFUSED", "STOPPED") and j["last_message"]:
+            typer.echo(f"    {j['last_message'].splitlines()[0][:150]}")
+    for s in st["sources"]:
+        flag = "ALARM" if s["alarm"] else "ok" if s["alarm"] is not None else "no events yet"
+        typer.echo(f"source {s['data_source']}: newest event {t(s['newest_event'])}, lag "
+                   f"{fmt_duration(s['lag_seconds']) or '-'} [{flag}]; last extracted {t(s['last_extracted'])}")
+    for x in st["extraction"]:
+        typer.echo(f"  {x['data_source']:<10} {x['table_name']:<22} {x['role']:<9} hwm {x['hwm_useq']:<10} "
+                   f"newest {fmt_time(x['newest_event'], tz) or '-':<19} lag {fmt_duration(x['lag_seconds']) or '-':>14}"
+                   + ("  late" if x["late"] else ""))
+
+    def n(v: Any) -> str:
+        return "n/a" if v is None else str(v)
+
+    typer.echo(f"interaction_fact rows {n(st['interaction_facts'])}; discards {n(st['discards'])}; "
+               f"waiting in transform {n(st['transform_waiting'])}; pending aggregation intervals "
+               f"{st['pending_aggregation']}")
+    for x in st["next_launches"]:
+        when = (f"window open until {t(x['end'])}" if x["open_now"] else t(x["start"]))
+        typer.echo(f"next: {x['job']:<17} {when}")
 
 
 @app.command("history")
-def history_cmd(job: Annotated[str | None, typer.Option(help="Job_* name")] = None,
-                status: Annotated[str | None, typer.Option(help="COMPLETED, FAILED, ...")] = None,
-                limit: int = 20, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def history_cmd(job: Annotated[str | None, typer.Option(help="job: extract, Job_ExtractICON or a DAG id")] = None,
+                status: Annotated[str | None, typer.Option(help="RUNNING, COMPLETED, FAILED, STOPPED, REFUSED, SKIPPED")] = None,
+                limit: int = 20, offset: int = 0, as_json: Annotated[bool, typer.Option("--json")] = False,
+                config: ConfigOpt = None) -> None:
     """Job history from ctl_etl_history, newest first."""
+    from gim_jobs.config import check_config
     from gim_jobs.db.connect import infomart_dsn
+    from gim_jobs.registry import UnknownJob
     from gim_jobs.status import history
+    from gim_jobs.ui_templates.pages import fmt_duration, fmt_time
 
-    rows = history(infomart_dsn(), job=job, status=status, limit=limit)
+    try:
+        rows = history(infomart_dsn(), job=job, status=status, limit=limit, offset=offset)
+    except UnknownJob as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     if as_json:
         _echo_json(rows)
         return
+    chk = check_config(config)
+    tz = chk.config.schedule.timezone if chk.config else "UTC"
+    if not rows:
+        typer.echo("no runs match")
     for r in rows:
-        typer.echo(f"{r['start_time']:%Y-%m-%d %H:%M:%S} {r['job_name']:<17} {r['status']:<9} {r['run_type']:<9} "
-                   f"{float(r['seconds']):7.1f}s rows {r['row_count']:<8} {r['message'] or ''}")
+        where = f"{r['dag_id']} {r['run_id']}" if r["run_id"] else "(no Airflow run)"
+        typer.echo(f"{fmt_time(r['start_time'], tz)} {r['job_name']:<17} {r['status']:<9} {r['run_type']:<9} "
+                   f"{fmt_duration(r['seconds']):>12} rows {r['row_count']:<8} {where}")
+        if r["message"]:
+            typer.echo(f"    {r['message'].splitlines()[0][:160]}")
 
 
 @idb_app.command("simulate")

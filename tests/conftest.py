@@ -54,14 +54,21 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if dsn:
         yield dsn
         return
+    # Not under pytest's basetemp: pytest prunes old basetemps when another session starts, which
+    # would delete a running server's data directory under a concurrent test run.
+    import shutil
+    import tempfile
+
     from gim_jobs.db import embedded
 
-    pgdata = tmp_path_factory.mktemp("embedded") / "pg"
+    root = Path(tempfile.mkdtemp(prefix="gim-test-pg-"))
+    pgdata = root / "pg"
     uri = embedded.server_uri(pgdata, "postgres")
     try:
         yield uri
     finally:
         embedded.stop_server(pgdata)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _with_db(dsn: str, name: str) -> str:

@@ -63,7 +63,10 @@ class AirflowStack:
         self.env.update(extra_env)
         self.proc: subprocess.Popen[bytes] | None = None
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.log_path = home / "standalone.log"
+        # kept outside pytest's tmp dirs so a failed CI run leaves it for reading
+        logs = Path(os.environ.get("GIM_E2E_LOGS", "/tmp/gim-e2e-logs"))
+        logs.mkdir(parents=True, exist_ok=True)
+        self.log_path = logs / f"{home.parent.name}-{self.port}.log"
         self._token: str | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -167,4 +170,5 @@ class AirflowStack:
             if any(p.poll() is not None for p in self.procs):
                 raise AssertionError(f"an airflow component died while waiting for {what}:\n{self.tail()}")
             time.sleep(every)
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n--- log tail ---\n{self.tail()}")
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (full log: {self.log_path})"
+                             f"\n--- log tail ---\n{self.tail(30)}")
