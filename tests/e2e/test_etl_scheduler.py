@@ -27,7 +27,8 @@ from tests.e2e.stack import AirflowStack
 pytestmark = pytest.mark.e2e
 
 ETL_EVERY_MINUTE = {"schedule": {"etl-start-time": "00:00", "etl-end-time": "23:59", "etl-frequency": "1",
-                                 "run-maintain": "false", "run-scheduler": "true"}}
+                                 "run-maintain": "false", "run-scheduler": "true", "run-update-stats": "false",
+                                 "run-export": "false", "run-aggregates": "false"}}
 
 
 def _dsn(admin: str, db: str) -> str:
@@ -99,7 +100,7 @@ def test_r02_r03_scheduled_cycles_extract_then_transform_every_slot(env: Env) ->
     assert all(s.second == 0 and s.microsecond == 0 for s in slots), slots  # every etl-frequency = 1 min
     assert (slots[-1] - slots[-2]).total_seconds() == 60, slots  # consecutive slots, none skipped
     for r in runs[-2:]:
-        hist = env.history(r["run_id"])
+        hist = env.history(r["dag_run_id"])
         assert [(h["job_name"], h["status"], h["run_type"]) for h in hist] == [
             ("Job_ExtractICON", "COMPLETED", "scheduled"), ("Job_TransformGIM", "COMPLETED", "scheduled")]
         assert hist[0]["end_time"] <= hist[1]["start_time"]  # R3: transform after extract
@@ -115,19 +116,19 @@ def test_r04_run_scheduler_false_pauses_scheduled_launches_and_true_resumes(env:
     def paused_run():
         for r in env.scheduled_runs():
             if r["state"] == "success" and pendulum.parse(r["logical_date"]) > changed:
-                states = env.stack.task_states("gim_etl_cycle", r["run_id"])
+                states = env.stack.task_states("gim_etl_cycle", r["dag_run_id"])
                 if states and all(s == "skipped" for s in states.values()):
                     return r
         return None
 
     run = env.stack.wait_for("a scheduled cycle skipped by run-scheduler=false", paused_run, timeout=180)
-    assert env.history(run["run_id"]) == []  # no job started
+    assert env.history(run["dag_run_id"]) == []  # no job started
     env.set_config({"schedule": {"run-scheduler": "true"}})
     resumed_after = pendulum.now("UTC")
     env.stack.wait_for(
         "a scheduled cycle running again after run-scheduler=true",
         lambda: [r for r in env.scheduled_runs("success")
-                 if pendulum.parse(r["logical_date"]) > resumed_after and env.history(r["run_id"])],
+                 if pendulum.parse(r["logical_date"]) > resumed_after and env.history(r["dag_run_id"])],
         timeout=180)
 
 
@@ -156,7 +157,7 @@ def test_r03_long_cycle_next_starts_at_once_one_late_cycle_only_and_r05_cli_refu
 
     def next_after_long():
         runs = env.scheduled_runs()
-        ids = [r["run_id"] for r in runs]
+        ids = [r["dag_run_id"] for r in runs]
         if long_id not in ids:
             return None
         i = ids.index(long_id)
