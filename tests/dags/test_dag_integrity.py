@@ -14,6 +14,7 @@ EXPECTED = {
     "gim_extract_icon.py": {"gim_extract_icon"},
     "gim_transform.py": {"gim_transform"},
     "gim_update_stats.py": {"gim_update_stats"},
+    "gim_export.py": {"gim_export"},
 }
 
 
