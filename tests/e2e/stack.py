@@ -12,7 +12,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -172,3 +174,28 @@ class AirflowStack:
             time.sleep(every)
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (full log: {self.log_path})"
                              f"\n--- log tail ---\n{self.tail(30)}")
+
+
+def with_database(dsn: str, db: str) -> str:
+    """``dsn`` pointing at database ``db`` instead."""
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    info["dbname"] = db
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+
+
+@contextmanager
+def scratch_databases(admin_dsn: str, prefix: str, *keys: str) -> Iterator[dict[str, str]]:
+    """Create one fresh database per key (``{key: dsn}``) and drop them all afterwards."""
+    from psycopg import sql
+
+    tag = uuid.uuid4().hex[:8]
+    names = {k: f"{prefix}_{k}_{tag}" for k in keys}
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for n in names.values():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(n)))
+    try:
+        yield {k: with_database(admin_dsn, n) for k, n in names.items()}
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            for n in names.values():
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(n)))

@@ -14,11 +14,10 @@ from urllib.parse import urlparse
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from gim_jobs.db.migrate import migrate
 from tests.conftest import write_config
-from tests.e2e.stack import AirflowStack
+from tests.e2e.stack import AirflowStack, scratch_databases
 
 pytestmark = pytest.mark.e2e
 
@@ -34,12 +33,6 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-def _dsn(db: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(PG)
-    info["dbname"] = db
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
-
-
 @pytest.fixture(scope="module")
 def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AirflowStack, str, str]]:
     r, p = urlparse(REDIS), psycopg.conninfo.conninfo_to_dict(PG)
@@ -48,39 +41,32 @@ def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Air
         pytest.skip(f"needs Redis at {REDIS} and PostgreSQL at {PG} (services of the CI machine)")
     from gim_jobs.idb import simulator
 
-    tag = uuid.uuid4().hex[:8]
-    names = {k: f"gimcel_{k}_{tag}" for k in ("im", "idb", "af")}
-    with psycopg.connect(PG, autocommit=True) as conn:
-        for n in names.values():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(n)))
-    im, idb, af = (_dsn(names[k]) for k in ("im", "idb", "af"))
-    migrate(im, "infomart")
-    migrate(idb, "idb")
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    simulator.simulate_batch(idb, interactions=200, start=now - dt.timedelta(hours=1), span_seconds=3600,
-                             config=simulator.SimConfig(seed=11))
-    home = tmp_path_factory.mktemp("airflow-celery")
-    cfg = write_config(home / "gim.ini", {"schedule": {"run-scheduler": "false"}})
-    queue = f"gim_{tag}"
-    af_info = psycopg.conninfo.conninfo_to_dict(af)
-    result_backend = (f"db+postgresql+psycopg://{af_info.get('user') or 'postgres'}@{af_info.get('host')}:"
-                      f"{af_info.get('port') or 5432}/{names['af']}")
-    stack = AirflowStack(
-        home / "airflow", af,
-        {"GIM_CONFIG": str(cfg), "GIM_INFOMART_DSN": im, "GIM_IDB_DSN": idb, "GIM_HOME": str(home / "gim"),
-         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CELERY__BROKER_URL": REDIS,
-         "AIRFLOW__CELERY__RESULT_BACKEND": result_backend, "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue},
-        components=[["api-server"], ["scheduler"], ["dag-processor"],
-                    ["celery", "worker", "--concurrency", "2", "--queues", queue]],
-    )
-    try:
-        stack.start()
-        yield stack, im, queue
-    finally:
-        stack.stop()
-        with psycopg.connect(PG, autocommit=True) as conn:
-            for n in names.values():
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(n)))
+    with scratch_databases(PG, "gimcel", "im", "idb", "af") as dbs:
+        im, idb, af = dbs["im"], dbs["idb"], dbs["af"]
+        migrate(im, "infomart")
+        migrate(idb, "idb")
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        simulator.simulate_batch(idb, interactions=200, start=now - dt.timedelta(hours=1), span_seconds=3600,
+                                 config=simulator.SimConfig(seed=11))
+        home = tmp_path_factory.mktemp("airflow-celery")
+        cfg = write_config(home / "gim.ini", {"schedule": {"run-scheduler": "false"}})
+        queue = f"gim_{uuid.uuid4().hex[:8]}"
+        af_info = psycopg.conninfo.conninfo_to_dict(af)
+        result_backend = (f"db+postgresql+psycopg://{af_info.get('user') or 'postgres'}@{af_info.get('host')}:"
+                          f"{af_info.get('port') or 5432}/{af_info['dbname']}")
+        stack = AirflowStack(
+            home / "airflow", af,
+            {"GIM_CONFIG": str(cfg), "GIM_INFOMART_DSN": im, "GIM_IDB_DSN": idb, "GIM_HOME": str(home / "gim"),
+             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CELERY__BROKER_URL": REDIS,
+             "AIRFLOW__CELERY__RESULT_BACKEND": result_backend, "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue},
+            components=[["api-server"], ["scheduler"], ["dag-processor"],
+                        ["celery", "worker", "--concurrency", "2", "--queues", queue]],
+        )
+        try:
+            stack.start()
+            yield stack, im, queue
+        finally:
+            stack.stop()
 
 
 def test_extract_and_transform_run_on_a_celery_worker(celery_stack) -> None:

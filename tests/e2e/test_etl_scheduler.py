@@ -11,30 +11,22 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pendulum
 import psycopg
 import pytest
-from psycopg import sql
 
 from gim_jobs.db.migrate import migrate
 from tests.conftest import REPO, write_config
-from tests.e2e.stack import AirflowStack
+from tests.e2e.stack import AirflowStack, scratch_databases
 
 pytestmark = pytest.mark.e2e
 
 ETL_EVERY_MINUTE = {"schedule": {"etl-start-time": "00:00", "etl-end-time": "23:59", "etl-frequency": "1",
                                  "run-maintain": "false", "run-scheduler": "true", "run-update-stats": "false",
                                  "run-export": "false", "run-aggregates": "false"}}
-
-
-def _dsn(admin: str, db: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(admin)
-    info["dbname"] = db
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
 
 
 class Env:
@@ -64,32 +56,25 @@ class Env:
 def env(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     from gim_jobs.idb import simulator
 
-    tag = uuid.uuid4().hex[:8]
-    names = {k: f"gime2e_{k}_{tag}" for k in ("im", "idb", "af")}
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-        for n in names.values():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(n)))
-    im, idb, af = (_dsn(pg_admin_dsn, names[k]) for k in ("im", "idb", "af"))
-    migrate(im, "infomart")
-    migrate(idb, "idb")
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    simulator.simulate_batch(idb, interactions=300, start=now - dt.timedelta(hours=1), span_seconds=3600,
-                             config=simulator.SimConfig(seed=7))
-    home = tmp_path_factory.mktemp("airflow-e2e")
-    cfg = home / "gim.ini"
-    write_config(cfg, ETL_EVERY_MINUTE)
-    stack = AirflowStack(home / "airflow", af, {
-        "GIM_CONFIG": str(cfg), "GIM_INFOMART_DSN": im, "GIM_IDB_DSN": idb, "GIM_IDB_NAME": "main",
-        "GIM_HOME": str(home / "gim"),
-    })
-    try:
-        stack.start()
-        yield Env(stack, cfg, im, idb)
-    finally:
-        stack.stop()
-        with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-            for n in names.values():
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(n)))
+    with scratch_databases(pg_admin_dsn, "gime2e", "im", "idb", "af") as dbs:
+        im, idb, af = dbs["im"], dbs["idb"], dbs["af"]
+        migrate(im, "infomart")
+        migrate(idb, "idb")
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        simulator.simulate_batch(idb, interactions=300, start=now - dt.timedelta(hours=1), span_seconds=3600,
+                                 config=simulator.SimConfig(seed=7))
+        home = tmp_path_factory.mktemp("airflow-e2e")
+        cfg = home / "gim.ini"
+        write_config(cfg, ETL_EVERY_MINUTE)
+        stack = AirflowStack(home / "airflow", af, {
+            "GIM_CONFIG": str(cfg), "GIM_INFOMART_DSN": im, "GIM_IDB_DSN": idb, "GIM_IDB_NAME": "main",
+            "GIM_HOME": str(home / "gim"),
+        })
+        try:
+            stack.start()
+            yield Env(stack, cfg, im, idb)
+        finally:
+            stack.stop()
 
 
 def test_r02_r03_scheduled_cycles_extract_then_transform_every_slot(env: Env) -> None:
