@@ -28,11 +28,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from gim_jobs.db.migrate import migrate
 from tests.conftest import write_config
-from tests.e2e.stack import AirflowStack
+from tests.e2e.stack import AirflowStack, scratch_databases
 
 pytestmark = pytest.mark.e2e
 
@@ -148,12 +147,6 @@ class Browser:
 # ---------------------------------------------------------------------------------------------
 
 
-def _dsn(admin: str, db: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(admin)
-    info["dbname"] = db
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
-
-
 def _seed(im: str, now: dt.datetime, real_run_id: str | None) -> None:
     def run(job: str, status: str, start: dt.datetime, secs: float | None, rows: int = 0, message: str | None = None,
             dag_id: str | None = "gim_etl_cycle", run_id: str | None = None, run_type: str = "scheduled") -> None:
@@ -199,42 +192,35 @@ class Env:
 def env(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium chromium-driver)")
-    tag = uuid.uuid4().hex[:8]
-    names = {k: f"gimui_{k}_{tag}" for k in ("im", "af")}
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-        for n in names.values():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(n)))
-    im, af = _dsn(pg_admin_dsn, names["im"]), _dsn(pg_admin_dsn, names["af"])
-    migrate(im, "infomart")
-    home = tmp_path_factory.mktemp("airflow-ui")
-    cfg = write_config(home / "gim.ini", {"schedule": {"run-scheduler": "true"}})
-    stack = AirflowStack(home / "airflow", af, {
-        "GIM_CONFIG": str(cfg), "GIM_INFOMART_DSN": im, "GIM_HOME": str(home / "gim"),
-        # nothing is scheduled: the page shows only the seeded rows (and the configured plan)
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-    })
-    try:
-        t0 = time.monotonic()
-        stack.start()
-        print(f"\nairflow standalone ready in {time.monotonic() - t0:.0f} s on {stack.base}")
+    with scratch_databases(pg_admin_dsn, "gimui", "im", "af") as dbs:
+        im, af = dbs["im"], dbs["af"]
+        migrate(im, "infomart")
+        home = tmp_path_factory.mktemp("airflow-ui")
+        cfg = write_config(home / "gim.ini", {"schedule": {"run-scheduler": "true"}})
+        stack = AirflowStack(home / "airflow", af, {
+            "GIM_CONFIG": str(cfg), "GIM_INFOMART_DSN": im, "GIM_HOME": str(home / "gim"),
+            # nothing is scheduled: the page shows only the seeded rows (and the configured plan)
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        })
+        try:
+            t0 = time.monotonic()
+            stack.start()
+            print(f"\nairflow standalone ready in {time.monotonic() - t0:.0f} s on {stack.base}")
 
-        def dag_parsed() -> bool:
-            try:
-                return bool(stack.api("GET", "/dags/gim_etl_cycle"))
-            except RuntimeError:
-                return False
+            def dag_parsed() -> bool:
+                try:
+                    return bool(stack.api("GET", "/dags/gim_etl_cycle"))
+                except RuntimeError:
+                    return False
 
-        stack.wait_for("gim_etl_cycle parsed", dag_parsed, timeout=120)
-        real = stack.trigger("gim_etl_cycle")  # paused: stays queued, but it is a real run to link to
-        _seed(im, dt.datetime.now(dt.UTC), real["dag_run_id"])
-        shots = home / "screenshots"
-        shots.mkdir()
-        yield Env(stack, im, shots, real["dag_run_id"])
-    finally:
-        stack.stop()
-        with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-            for n in names.values():
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(n)))
+            stack.wait_for("gim_etl_cycle parsed", dag_parsed, timeout=120)
+            real = stack.trigger("gim_etl_cycle")  # paused: stays queued, but it is a real run to link to
+            _seed(im, dt.datetime.now(dt.UTC), real["dag_run_id"])
+            shots = home / "screenshots"
+            shots.mkdir()
+            yield Env(stack, im, shots, real["dag_run_id"])
+        finally:
+            stack.stop()
 
 
 @pytest.fixture(scope="module")
