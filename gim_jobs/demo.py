@@ -163,4 +163,4 @@ def run_demo(*, port: int = 8080, rate: float = 30.0, history_hours: float = 6.0
         _stop_group(proc)
         sim_thread.join(10)
         embedded.stop_server()
-        _say("stopped (data kept in .gim/; run `gim demo` again to resume)")
+        _say(f"stopped (data kept in {home}; run `gim demo` again to resume)")
