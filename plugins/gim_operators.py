@@ -152,6 +152,34 @@ def scheduled_launch_refusal(job_key: str, context: Any, cfg: Any) -> str | None
              "export": "run_export"}
     if job_key in flags and not getattr(s, flags[job_key]):
         return f"{flags[job_key].replace('_', '-')} = false: this job is switched off"
+    if job_key == "maintain":
+        return _maintenance_slot_refusal(context, s)
+    return None
+
+
+def _maintenance_slot_refusal(context: Any, s: Any) -> str | None:
+    """Added with Job_MaintainGIM (tests/e2e/test_maintenance_rules.py showed it): a scheduled
+    maintenance run for a slot that is not ``maintain-start-time`` under the options now in force
+    (e.g. the 03:00 slot of the previous options, which ``catchup=False`` creates as the "latest due
+    slot" and which ran at 10:25, inside the ETL window, after maintain-start-time had changed), or
+    launched only after the next ETL slot had already fallen due (scheduler down, pool busy), is
+    skipped: maintenance starts at maintain-start-time, outside the ETL window (R6, R14); the next
+    daily slot runs it."""
+    import pendulum
+
+    from gim_jobs import schedule
+
+    slot = context.get("logical_date")
+    if slot is None:
+        return None
+    hour, minute = divmod(s.maintain_start_time, 60)
+    if schedule.next_cron2(slot, f"{minute} {hour}", s.timezone, inclusive=True) != slot:
+        return (f"slot {slot} is not maintain-start-time {s.maintain_start_time_text} {s.timezone} under the "
+                f"options now configured: options changed (R14)")
+    nxt = schedule.next_etl_slot(slot, s.etl_start_time, s.etl_end_time, s.etl_frequency, s.timezone)
+    if pendulum.now("UTC") >= nxt:
+        return (f"maintenance of {slot} launched too late: the ETL cycle of {nxt} has fallen due since (R6, R9); "
+                f"the next maintain-start-time runs it")
     return None
 
 
