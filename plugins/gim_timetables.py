@@ -29,7 +29,7 @@ from pendulum import DateTime
 
 from gim_jobs import schedule
 
-__all__ = ["Cron2Timetable", "EtlWindowTimetable", "GimTimetablesPlugin"]
+__all__ = ["AggregateWindowTimetable", "Cron2Timetable", "EtlWindowTimetable", "GimTimetablesPlugin"]
 
 
 def _now() -> DateTime:
@@ -232,6 +232,105 @@ class Cron2Timetable(_SlotTimetable):
         return schedule.prev_cron2(at, self._cron, self._tz, inclusive=True)
 
 
+class AggregateWindowTimetable(_SlotTimetable):
+    """Job_AggregateGIM's windows (R11): ``aggregate-schedule`` (2-field cron) opens a window of
+    ``aggregate-duration`` minutes (``gim_jobs.schedule.aggregate_window_at``; overlapping windows
+    merge). A run starts at each window start (logical date = window start) and lives until the
+    window ends.
+
+    Restart (R11), when ``restart`` (= ``run-aggregates`` at parse time): while ``now`` is inside a
+    window, the next run is due at ``max(now, last run + restart_seconds)``. With
+    ``max_active_runs=1`` that run cannot be created while the window's run is alive; the moment
+    that run ends early (stopped, killed, failed) the stored slot is already due and the scheduler
+    creates the next run on its next loop: aggregation is back within seconds. Within the last
+    ``quiet_seconds`` of a window the next slot is the next window's start, so a run ending
+    normally at the window end is not followed by an idle run. With ``restart`` false (aggregation
+    switched off) only window starts are produced, whose runs skip (R11 off).
+    """
+
+    def __init__(self, cron: str, duration_minutes: int, timezone: str = "GMT", restart: bool = True,
+                 restart_seconds: int = 10, quiet_seconds: int = 60) -> None:
+        self._text, self._dur, self._tz = cron, duration_minutes, timezone
+        self._restart, self._restart_s, self._quiet_s = bool(restart), int(restart_seconds), int(quiet_seconds)
+        self._cron: schedule.Cron2 | None = None
+        self._error = None
+        try:
+            self._cron = schedule.Cron2.parse(cron)
+        except ValueError as exc:
+            self._error = f"2-field cron: {exc}"
+        if not isinstance(duration_minutes, int) or not 1 <= duration_minutes <= 1440:
+            self._error = self._error or f"duration must be 1-1440 minutes, got {duration_minutes!r}"
+        try:
+            schedule.check_timezone(timezone)
+        except ValueError as exc:
+            self._error = self._error or str(exc)
+        h, m = divmod(duration_minutes if isinstance(duration_minutes, int) else 0, 60)
+        self.description = (f"Invalid aggregation schedule: {self._error}" if self._error else
+                            f"Aggregation windows opening at {cron} (minute hour) for {h}:{m:02d} ({timezone}); "
+                            + ("restarted within seconds if stopped inside a window (R11)" if self._restart
+                               else "run-aggregates = false: no restarts"))
+
+    @property
+    def summary(self) -> str:
+        h, m = divmod(self._dur, 60)
+        return f"{self._text} +{h}:{m:02d} {self._tz}"
+
+    def serialize(self) -> dict[str, Any]:
+        return {"cron": self._text, "duration_minutes": self._dur, "timezone": self._tz, "restart": self._restart,
+                "restart_seconds": self._restart_s, "quiet_seconds": self._quiet_s}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> Timetable:
+        return cls(**data)
+
+    def _window(self, at: DateTime) -> tuple[DateTime, DateTime] | None:
+        assert self._cron is not None
+        return schedule.aggregate_window_at(at, self._cron, self._dur, self._tz)
+
+    def _next_slot(self, after: DateTime, *, inclusive: bool) -> DateTime:
+        """The next window start after ``after`` (a cron firing inside an open window is no start)."""
+        assert self._cron is not None
+        t = after
+        for _ in range(2000):
+            t = schedule.next_cron2(t, self._cron, self._tz, inclusive=inclusive)
+            inclusive = False
+            w = self._window(t)
+            if w is not None and w[0] == t:
+                return t
+        raise AssertionError("no aggregation window start found")
+
+    def _prev_slot(self, at: DateTime) -> DateTime:
+        w = self._window(at)
+        if w is not None:
+            return w[0]
+        return schedule.prev_cron2(at, self._cron, self._tz, inclusive=True)  # type: ignore[arg-type]
+
+    def next_dagrun_info(
+        self,
+        *,
+        last_automated_data_interval: DataInterval | None,
+        restriction: TimeRestriction,
+    ) -> DagRunInfo | None:
+        self.validate()
+        now = _now()
+        last = last_automated_data_interval
+        w = self._window(now)
+        slot: DateTime | None = None
+        if w is not None and now < w[1].subtract(seconds=self._quiet_s):
+            if last is None or last.start < w[0]:
+                slot = w[0]  # the window's first run, late if the scheduler was down at its start
+            elif self._restart:
+                slot = max(now.replace(microsecond=0), last.start.add(seconds=self._restart_s))
+        if slot is None:
+            base = now if last is None else max(now, last.end)
+            slot = self._next_slot(base, inclusive=last is None)
+        if restriction.earliest is not None and slot < restriction.earliest:
+            slot = self._next_slot(restriction.earliest, inclusive=True)
+        if restriction.latest is not None and slot > restriction.latest:
+            return None
+        return DagRunInfo.exact(slot)
+
+
 class GimTimetablesPlugin(AirflowPlugin):
     name = "gim_timetables"
-    timetables = [EtlWindowTimetable, Cron2Timetable]
+    timetables = [EtlWindowTimetable, Cron2Timetable, AggregateWindowTimetable]

@@ -15,6 +15,8 @@ EXPECTED = {
     "gim_transform.py": {"gim_transform"},
     "gim_update_stats.py": {"gim_update_stats"},
     "gim_export.py": {"gim_export"},
+    "gim_maintain.py": {"gim_maintain"},
+    "gim_aggregate.py": {"gim_aggregate"},
 }
 
 

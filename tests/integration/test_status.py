@@ -161,7 +161,7 @@ def test_status_lag_alarm_last_success_failures_discards(seeded: str, make_confi
     assert by_table[("second", "gc_agent")]["lag_seconds"] is None
     assert st["discards"] == 3 and st["discards_by_code"] == [{"code": "NO_IR", "rows": 2},
                                                               {"code": "BAD_STATE", "rows": 1}]
-    assert st["pending_aggregation"] == "n/a"  # the aggregation queue table does not exist yet
+    assert st["pending_aggregation"] == 0  # migration 007 created the queue; nothing queued
     assert st["transform_waiting"] == 0 and st["interaction_facts"] == 0
     assert st["running"] == []  # a RUNNING history row without a live lease is not running
     nxt = {n["job"]: n for n in st["next_launches"]}
@@ -227,7 +227,7 @@ def test_cli_status_history_schedule_read_the_same_facts(seeded: str, make_confi
     res = _cli(monkeypatch, seeded, "status", "--config", cfg)
     assert res.exit_code == 0, res.output
     assert "*** ALARM delayed data: source main is" in res.output
-    assert "Job_ExtractICON   COMPLETED" in res.output and "pending aggregation intervals n/a" in res.output
+    assert "Job_ExtractICON   COMPLETED" in res.output and "pending aggregation intervals 0" in res.output
 
     res = _cli(monkeypatch, seeded, "history", "--job", "extract", "--status", "FAILED", "--config", cfg)
     assert res.exit_code == 0, res.output
@@ -333,7 +333,7 @@ def test_plugin_pages_and_json_for_a_logged_in_user(plugin_app) -> None:
     m = re.search(r"source main is (\d+) s behind", html)
     assert m and 2000 <= int(m.group(1)) <= 2000 + (dt.datetime.now(UTC) - NOW).total_seconds() + 5
     assert "Job_ExtractICON" in html and "1234" in html and "<td>second</td>" in html
-    assert "id='discards'>3<" in html and "id='pending-agg'>n/a<" in html
+    assert "id='discards'>3<" in html and "id='pending-agg'>0<" in html
     assert 'href="history"' in html and 'href="schedule"' in html  # relative: works behind a base path
 
     api = client.get("/gim/api/status").json()

@@ -69,7 +69,9 @@ def test_plugin_module_name_is_file_stem():
     assert EtlWindowTimetable.__module__ == "gim_timetables"
     assert Cron2Timetable.__module__ == "gim_timetables"
     assert GimTimetablesPlugin.name == "gim_timetables"
-    assert GimTimetablesPlugin.timetables == [EtlWindowTimetable, Cron2Timetable]
+    assert GimTimetablesPlugin.timetables[:2] == [EtlWindowTimetable, Cron2Timetable]
+    assert [t.__name__ for t in GimTimetablesPlugin.timetables[2:]] == ["AggregateWindowTimetable"]
+    assert all(t.__module__ == "gim_timetables" for t in GimTimetablesPlugin.timetables)
 
 
 def test_plugin_loaded_by_airflow_loader_and_round_trips_through_dag_serialization(tmp_path, monkeypatch):
@@ -87,7 +89,8 @@ def test_plugin_loaded_by_airflow_loader_and_round_trips_through_dag_serializati
     assert errors == {}
     (plugin,) = plugins
     registry = {qualname(c): c for c in plugin.timetables}
-    assert set(registry) == {"gim_timetables.EtlWindowTimetable", "gim_timetables.Cron2Timetable"}
+    assert set(registry) == {"gim_timetables.EtlWindowTimetable", "gim_timetables.Cron2Timetable",
+                             "gim_timetables.AggregateWindowTimetable"}
     monkeypatch.setattr(plugins_manager, "get_timetables_plugins", lambda: registry)
 
     # the DAG file's class (imported as `from gim_timetables import ...`) has the registered name

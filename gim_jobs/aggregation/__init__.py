@@ -1,0 +1,1 @@
+"""RAA-style aggregation for Job_AggregateGIM: hierarchy definitions, SQL generation, parameters."""
