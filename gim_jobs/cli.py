@@ -148,6 +148,8 @@ def run_cmd(
             raise typer.Exit(2)
         k, v = p.split("=", 1)
         params[k] = v
+    if params.get("insertPendingAgg") and _hand_to_running_aggregation(job, params["insertPendingAgg"]):
+        return
     try:
         out = run_job(job, run_type="scheduled" if scheduled else "cli", params=params, wait_seconds=wait,
                       config_path=config)
@@ -156,6 +158,39 @@ def run_cmd(
         raise typer.Exit(exc.exit_code) from None
     typer.echo(f"{out.job.name} {out.status}: {out.rows} rows in {out.seconds:.1f} s"
                + (f" ({out.message})" if out.message else ""))
+
+
+def _hand_to_running_aggregation(job: str, value: str) -> bool:
+    """R19/R20 from a shell: while Job_AggregateGIM runs, a re-aggregation request is validated and
+    queued for the running aggregation (as a trigger of gim_aggregate does), instead of being refused
+    as a second instance (R5). Returns True when it was queued."""
+    from gim_jobs.aggregation.params import BadRequest, parse
+    from gim_jobs.control import running_jobs
+    from gim_jobs.db.connect import infomart_dsn
+    from gim_jobs.jobs.aggregate import submit_request
+    from gim_jobs.registry import UnknownJob, job_def
+
+    try:
+        if job_def(job).key != "aggregate":
+            return False
+    except UnknownJob:
+        return False
+    try:
+        req = parse(value)
+    except BadRequest as exc:
+        typer.echo(f"REFUSED: {exc}", err=True)
+        raise typer.Exit(2) from None
+    dsn = infomart_dsn()
+    if req is None or not any(r["job_name"] == "Job_AggregateGIM" for r in running_jobs(dsn)):
+        return False
+    try:
+        rid = submit_request(dsn, req)
+    except BadRequest as exc:
+        typer.echo(f"REFUSED: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"Job_AggregateGIM runs: re-aggregation {req.text!r} queued (request {rid}); "
+               "the running aggregation deletes and recomputes that range (R20)")
+    return True
 
 
 @app.command("stop")
