@@ -6,12 +6,14 @@ Creates two fresh Info Marts (on ``--admin-dsn`` / ``GIM_TEST_DSN``, else an emb
 temporary folder) holding the same synthetic facts: N interactions spread evenly over ``--days`` days
 ending at today's UTC midnight, per interaction one interaction_fact row, 2-3
 interaction_resource_fact rows and one sm_res_state_fact row, one sm_res_session_fact row per 40.
-In one mart the four fact tables are partitioned (``gim_partition_convert``, daily partitions made
-before the fill), in the other they are plain tables. Then, in the same run:
+The four fact tables are partitioned by migration 008; in one mart daily partitions are made before
+the fill, in the other every row sits in the default partition (a mart whose partitions were never
+made: purging it costs what purging a plain table costs). Then, in the same run:
 
 * purge of the oldest day (``days-to-keep-gim-facts`` = days - 1, cutoff = the end of the first day,
   the same rows in both marts) with Job_MaintainGIM's own purge code: whole partitions dropped in the
-  partitioned mart, ``DELETE`` of 10 000 rows per transaction in the plain one. A DELETE only marks
+  partitioned mart, ``DELETE`` of 10 000 rows per transaction in the default partition of the other.
+  A DELETE only marks
   rows dead: the space and the index entries come back with the VACUUM that follows (which scans
   every index of the whole table), while DROP frees them at once. Printed: seconds and WAL bytes of
   DROP, of DELETE and of that VACUUM, and the ratios DELETE / DROP and (DELETE + VACUUM) / DROP
@@ -99,7 +101,6 @@ def fill(dsn: str, *, partitioned: bool, n: int, start: int, days: int) -> float
     with psycopg.connect(dsn, autocommit=True) as conn:
         if partitioned:
             for table in maintain.FACT_TABLES:
-                conn.execute("SELECT gim_partition_convert(%s)", (table,))
                 for lo in range(start, start + (days + 1) * DAY, DAY):
                     conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
                         sql.Identifier(maintain._partition_name(table, lo)), sql.Identifier(table),
@@ -115,7 +116,7 @@ def fact_rows(dsn: str, where: str = "true") -> int:
         return sum(conn.execute(f"SELECT count(*) FROM {t} WHERE {where}").fetchone()[0] for t in maintain.FACT_TABLES)
 
 
-def purge_facts(dsn: str, cfg: Path, now: float, partitioned: bool) -> tuple[float, int, dict]:
+def purge_facts(dsn: str, cfg: Path, now: float) -> tuple[float, int, dict]:
     """Job_MaintainGIM's purge of the four fact tables, timed (no job bookkeeping, no test knobs).
     Returns seconds, WAL bytes written, and the per-table details."""
     ctx = SimpleNamespace(config=load_config(cfg), log=logging.getLogger("bench.maintain"), job_id=uuid.uuid4(),
@@ -126,7 +127,7 @@ def purge_facts(dsn: str, cfg: Path, now: float, partitioned: bool) -> tuple[flo
         lsn = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
         t0 = time.perf_counter()
         for spec in maintain.PURGE_SPECS[: len(maintain.FACT_TABLES)]:
-            maintain._purge_table(m, spec, out, 0, partitioned)
+            maintain._purge_table(m, spec, out, 0, True)
         seconds = time.perf_counter() - t0
         wal = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)::bigint", (lsn,)).fetchone()[0]
         return seconds, int(wal), out
@@ -216,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          "days-to-keep-cfg-facts": str(keep),
                                                          "days-to-keep-gidb-facts": str(min(14, keep)),
                                                          "days-to-keep-active-facts": str(min(7, keep))}})
-        t_drop, wal_drop, out_drop = purge_facts(part, cfg, today, partitioned=True)
-        t_delete, wal_delete, out_delete = purge_facts(plain, cfg, today, partitioned=False)
+        t_drop, wal_drop, out_drop = purge_facts(part, cfg, today)
+        t_delete, wal_delete, out_delete = purge_facts(plain, cfg, today)
         t_vacuum, wal_vacuum = vacuum_facts(plain)
         left_part, left_plain = fact_rows(part), fact_rows(plain)
         assert left_part == left_plain == total - day_rows, (left_part, left_plain, total, day_rows)
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         mb = 1 << 20
         if not args.json:
             print(f"mart: {args.interactions} interactions over {args.days} days = {total} fact rows "
-                  f"(fill {t_fill_part:.0f} s partitioned, {t_fill_plain:.0f} s plain)")
+                  f"(fill {t_fill_part:.0f} s partitioned, {t_fill_plain:.0f} s default partition only)")
             print(f"purge of the oldest day, {day_rows} rows in 4 fact tables:")
             print(f"  partition DROP            {t_drop:8.4f} s  WAL {wal_drop / mb:8.2f} MB  "
                   f"({sum(len(v['partitions']) for v in out_drop.values())} partitions; space freed)")

@@ -270,6 +270,15 @@ def status_cmd(as_json: Annotated[bool, typer.Option("--json")] = False, config:
     typer.echo(f"interaction_fact rows {n(st['interaction_facts'])}; discards {n(st['discards'])}; "
                f"waiting in transform {n(st['transform_waiting'])}; pending aggregation intervals "
                f"{st['pending_aggregation']}")
+    outside = {k: v for k, v in st.get("default_partitions", {}).items() if v}
+    if outside:
+        from gim_jobs.status import DEFAULT_PARTITION_COUNT_LIMIT as lim
+
+        typer.echo("rows outside every partition (default partitions; Job_MaintainGIM moves them into "
+                   "partitions on its next run): " + ", ".join(
+                       f"{k} {'>= ' if v >= lim else ''}{v}" for k, v in outside.items()))
+    elif "default_partitions" in st:
+        typer.echo("default partitions: empty")
     for x in st["next_launches"]:
         when = (f"window open until {t(x['end'])}" if x["open_now"] else t(x["start"]))
         typer.echo(f"next: {x['job']:<17} {when}")

@@ -6,7 +6,8 @@ same thing:
 * :func:`status` -- is the mart current? Configuration check, running jobs, last run and last
   success of every job, failures of the last 24 hours, extraction high-water marks with the data
   lag per source and table and the ``delayed-data-threshold`` alarm, discards, rows waiting in the
-  transform, pending aggregation, and what the scheduler starts next.
+  transform, pending aggregation, rows in the default partitions (outside every time partition,
+  R25), and what the scheduler starts next.
 * :func:`history` -- ``ctl_etl_history``, newest first, filtered by job and status, each row with
   the Airflow UI paths of its run and task log.
 * :func:`day_view` -- one local day: the planned launches, the runs recorded that day, and the
@@ -54,6 +55,9 @@ DEFAULT_DELAYED_DATA_THRESHOLD = 900
 PENDING_AGGREGATION_TABLE = "ctl_aggregate_pending"
 """The aggregation job's queue of intervals still to (re-)aggregate, one row per interval; shown as
 "n/a" until a migration creates it."""
+
+DEFAULT_PARTITION_COUNT_LIMIT = 100_000
+"""``gim status`` counts the rows of each default partition up to this many ("at least")."""
 
 _HISTORY_COLUMNS = """id, job_id, job_name, status, run_type, start_time, end_time,
        extract(epoch FROM coalesce(end_time, now()) - start_time)::float8 AS seconds,
@@ -286,6 +290,13 @@ def status(dsn: str, config_path: Any = None, *, now: dt.datetime | None = None)
             conn.execute(f"SELECT count(*) FROM {PENDING_AGGREGATION_TABLE}").fetchone()[0]
             if _table_exists(conn, PENDING_AGGREGATION_TABLE) else "n/a"
         )
+        # rows outside every partition (R25): they never fail a cycle, but purge can only delete
+        # them row by row; Job_MaintainGIM moves them into partitions on its next run
+        out["default_partitions"] = {}
+        if _table_exists(conn, "ctl_partitioned_table"):
+            from gim_jobs.jobs.maintain import default_partition_rows
+
+            out["default_partitions"] = default_partition_rows(dsn, limit=DEFAULT_PARTITION_COUNT_LIMIT)
         out["interaction_facts"] = (
             conn.execute("SELECT count(*) FROM interaction_fact").fetchone()[0]
             if _table_exists(conn, "interaction_fact") else None

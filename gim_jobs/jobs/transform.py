@@ -607,7 +607,7 @@ INTERACTIONS = [
     W("DELETE FROM interaction_resource_fact f USING t_gone g WHERE f.interaction_id = g.interaction_id"),
     W("DELETE FROM interaction_fact f USING t_gone g WHERE f.interaction_id = g.interaction_id"),
     _upsert(
-        "interaction_fact", _IF_COLS, "data_source_key, media_server_ixn_guid",
+        "interaction_fact", _IF_COLS, "data_source_key, media_server_ixn_guid, start_date_time_key",
         """SELECT interaction_id, dsk, tenant_id, media_type_key, interaction_type_key, irid, root_irid,
                   source_address, target_address, subject, status, start_ts, end_ts, start_ts - mod(start_ts, 900),
                   end_ts - mod(end_ts, 900), (end_ts IS NULL)::int, %(audit)s, %(audit)s
@@ -735,7 +735,7 @@ INTERACTIONS = [
           AND NOT EXISTS (SELECT 1 FROM t_irf x WHERE x.data_source_key = f.data_source_key
                                                   AND x.partyid = f.party_guid)"""),
     _upsert(
-        "interaction_resource_fact", _IRF_COLS, "data_source_key, party_guid",
+        "interaction_resource_fact", _IRF_COLS, "data_source_key, party_guid, start_date_time_key",
         """SELECT stg_id, interaction_id, data_source_key, tenant_id, media_type_key, interaction_type_key,
                   resource_key, last_queue_resource_key, technical_descriptor_key, partyid, irid, start_ts, end_ts,
                   start_ts - mod(start_ts, 900), end_ts - mod(end_ts, 900), ring, talk, hold, acw, mediation,
@@ -868,7 +868,7 @@ SESSIONS = [
     W("""DELETE FROM sm_res_session_fact f USING t_s s
         WHERE f.data_source_key = s.data_source_key AND f.login_session_guid = s.lsid AND s.bad IS NOT NULL"""),
     _upsert(
-        "sm_res_state_fact", _STATE_COLS, "sm_res_state_fact_key",
+        "sm_res_state_fact", _STATE_COLS, "sm_res_state_fact_key, start_date_time_key",
         f"""SELECT x.k, x.data_source_key, r.tenant_key, {AGENT_BASE} + x.agent_id, mt.media_type_key, x.state,
                    rr.resource_state_reason_key, x.lsid, x.source_id, x.party_guid, x.start_ts, x.end_ts,
                    x.start_ts - mod(x.start_ts, 900), x.end_ts - mod(x.end_ts, 900), x.end_ts - x.start_ts,
@@ -879,7 +879,7 @@ SESSIONS = [
               LEFT JOIN resource_state_reason rr ON x.state = 2 AND rr.reason_code = x.reason_code""",
     ),
     _upsert(
-        "sm_res_session_fact", _SESSION_COLS, "data_source_key, login_session_guid",
+        "sm_res_session_fact", _SESSION_COLS, "data_source_key, login_session_guid, start_date_time_key",
         f"""SELECT s.stg_id, s.data_source_key, r.tenant_key, {AGENT_BASE} + s.agent_id, mt.media_type_key, s.lsid,
                    s.login_ts, s.logout_ts, s.login_ts - mod(s.login_ts, 900), s.logout_ts - mod(s.logout_ts, 900),
                    s.logout_ts - s.login_ts, (s.logout_ts IS NULL)::int, %(audit)s, %(audit)s
@@ -1063,9 +1063,13 @@ def analyze_changed(conn: psycopg.Connection) -> list[str]:
     """ANALYZE the tables the transform changed by 10 % or more since their last ANALYZE: the next
     cycle (and aggregation) query them before autovacuum would, and plans made on stale
     statistics of a freshly loaded table can be far off."""
+    # a partitioned fact table stands for its partitions (PostgreSQL counts changes per partition;
+    # the parents' whole-table statistics are Job_UpdateStats' work, see gim_jobs.db.stats)
     rows = conn.execute(
         """SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-            WHERE s.schemaname = 'public' AND s.relname = ANY(%s)
+            WHERE s.schemaname = 'public' AND c.relkind = 'r'
+              AND s.relid IN (SELECT l.relid FROM unnest(%s::text[]) n(name)
+                                     CROSS JOIN LATERAL pg_partition_tree(to_regclass(n.name)) l WHERE l.isleaf)
               AND s.n_mod_since_analyze > 1000 + 0.1 * greatest(c.reltuples, 0)""",
         (list(ANALYZED_TABLES),),
     ).fetchall()

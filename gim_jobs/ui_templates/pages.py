@@ -226,11 +226,15 @@ def _cards(st: Mapping[str, Any], tz: str) -> str:
     else:
         next_rows = "<dt>nothing scheduled</dt><dd></dd>"
     pend = st["pending_aggregation"]
+    dflt = {k: v for k, v in st.get("default_partitions", {}).items() if v}
+    outside = ", ".join(f"{k} {v}" for k, v in dflt.items()) if dflt else ("none" if "default_partitions" in st else "n/a")
     counts = (
         f"<dt>interaction_fact rows</dt><dd id='facts'>{e(st['interaction_facts'] if st['interaction_facts'] is not None else 'n/a')}</dd>"
         f"<dt>rows in discards</dt><dd id='discards'>{e(st['discards'] if st['discards'] is not None else 'n/a')}</dd>"
         f"<dt>rows waiting in transform</dt><dd>{e(st['transform_waiting'] if st['transform_waiting'] is not None else 'n/a')}</dd>"
         f"<dt>pending aggregation intervals</dt><dd id='pending-agg'>{e(pend)}</dd>"
+        f"<dt>rows outside every partition</dt><dd id='default-partitions' "
+        f"title='rows in default partitions: Job_MaintainGIM moves them into time partitions'>{e(outside)}</dd>"
     )
     cfg = st["config"]
     cfg_state = ("<span class='flag off'>OK</span>" if cfg["ok"]

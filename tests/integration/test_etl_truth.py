@@ -35,7 +35,7 @@ SELECT i.media_server_ixn_guid, i.start_ts,
   LEFT JOIN interaction_resource_fact f ON f.interaction_id = i.interaction_id
   LEFT JOIN resource_ r ON r.resource_key = f.resource_key
   LEFT JOIN technical_descriptor td ON td.technical_descriptor_key = f.technical_descriptor_key
- GROUP BY i.interaction_id
+ GROUP BY i.interaction_id, i.start_date_time_key
 """
 TRUTH_QUEUE = """
 SELECT p.endpoint_id, count(*), count(*) FILTER (WHERE end_cause = 'completed'),

@@ -37,10 +37,6 @@ def maint(dsn: str, cfg, params: dict | None = None, **kw):
     return run_job("maintain", infomart_dsn=dsn, sources=[], config_path=cfg, params=params or dict(NO_CAL), **kw)
 
 
-def enable_partitioning(dsn: str, *tables: str) -> None:
-    execute(dsn, "UPDATE ctl_partitioned_table SET enabled = true WHERE table_name = ANY(%s)", (list(tables),))
-
-
 def partitions(dsn: str, table: str) -> list[tuple[str, int, int]]:
     return q(dsn, "SELECT partition_name, lo, hi FROM gim_partitions(%s::regclass) WHERE NOT is_default ORDER BY lo",
              (table,))
@@ -95,11 +91,11 @@ def seed_facts(dsn: str, table: str, id0: int, start: int, n: int = 1, *, active
 def test_r25_history_tables_partitioned_by_migration_with_a_default_partition(infomart_dsn) -> None:
     kinds = dict(q(infomart_dsn, """SELECT c.relname, c.relkind FROM pg_class c
                                       WHERE c.relname IN ('ctl_audit_log', 'ctl_extract_history', 'ctl_transform_history',
-                                                          'ctl_etl_history', 'stg_transform_discards')"""))
+                                                          'ctl_etl_history', 'stg_transform_discards')
+                                         OR c.relname = ANY(%s)""", (list(maintain.FACT_TABLES),)))
     assert kinds == {"ctl_audit_log": "p", "ctl_extract_history": "p", "ctl_transform_history": "p",
-                     "ctl_etl_history": "r", "stg_transform_discards": "r"}
-    # the fact tables are partitioned exactly when the registry says so (off until the transform's
-    # conflict targets carry start_date_time_key)
+                     "ctl_etl_history": "r", "stg_transform_discards": "r", **dict.fromkeys(maintain.FACT_TABLES, "p")}
+    # every table is partitioned exactly when the registry says so
     assert q(infomart_dsn, """SELECT r.table_name FROM ctl_partitioned_table r JOIN pg_class c ON c.relname = r.table_name
                                WHERE (c.relkind = 'p') <> r.enabled""") == []
     # the primary key carries the partition key; writers without ON CONFLICT are unaffected
@@ -108,6 +104,7 @@ def test_r25_history_tables_partitioned_by_migration_with_a_default_partition(in
     assert one(infomart_dsn, "INSERT INTO ctl_audit_log (job_id) VALUES ('t') RETURNING audit_key") == 1
     rows = default_partition_rows(infomart_dsn)
     assert (rows["ctl_audit_log"], rows["ctl_extract_history"], rows["ctl_transform_history"]) == (1, 0, 0)
+    assert {t: rows[t] for t in maintain.FACT_TABLES} == dict.fromkeys(maintain.FACT_TABLES, 0)
 
 
 def test_r25_partitions_ahead_default_rows_moved_out_and_idempotent(infomart_dsn, make_config) -> None:
@@ -157,17 +154,22 @@ def test_r25_interval_size_change_fills_gaps_without_overlap(infomart_dsn, make_
     assert any(hi - lo == DAY for _, lo, hi in parts) and any(hi - lo <= week and hi % week == 0 for _, lo, hi in parts)
 
 
-def test_r25_fact_table_conversion_keeps_rows_views_and_moves_them_into_partitions(infomart_dsn, make_config) -> None:
-    if one(infomart_dsn, "SELECT relkind FROM pg_class WHERE relname = 'interaction_fact'") == "p":
-        pytest.skip("interaction_fact is partitioned by a migration already")
+def test_r25_fact_tables_partitioned_by_migration_rows_views_and_status_move_into_partitions(
+        infomart_dsn, make_config) -> None:
+    """Migration 008 converts the four fact tables (their rows become the default partition); the
+    first Job_MaintainGIM run makes day partitions for the rows and moves them out, while export
+    views keep reading the partitioned tables and ``gim status`` reports the rows outside."""
+    from gim_jobs.status import status
+
     now = int(time.time())
     seed_facts(infomart_dsn, "interaction_fact", 1, now - 2 * DAY, 50, spread=2 * DAY)
     seed_facts(infomart_dsn, "interaction_fact", 1000, now - 3600, 1, active=True)
     execute(infomart_dsn, "SELECT gim_create_export_views()")
     before = one(infomart_dsn, "SELECT count(*) FROM exp_interaction_fact")
-    enable_partitioning(infomart_dsn, "interaction_fact")
+    assert default_partition_rows(infomart_dsn)["interaction_fact"] == 51
+    assert default_partition_rows(infomart_dsn, limit=10)["interaction_fact"] == 10
+    assert status(infomart_dsn, make_config())["default_partitions"]["interaction_fact"] == 51
     out = maint(infomart_dsn, make_config({"gim-etl": {"partitioning-ahead-range": "1"}}), {"steps": "partitions"})
-    assert out.details["partitions"]["interaction_fact"]["converted"] is True
     assert out.details["partitions"]["interaction_fact"]["rows_moved"] == 51
     assert one(infomart_dsn, "SELECT relkind FROM pg_class WHERE relname = 'interaction_fact'") == "p"
     cons = dict(q(infomart_dsn, "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
@@ -181,6 +183,7 @@ def test_r25_fact_table_conversion_keeps_rows_views_and_moves_them_into_partitio
     # the export view reads the partitioned table, rows and all
     assert one(infomart_dsn, "SELECT count(*) FROM exp_interaction_fact") == before == 51
     assert default_partition_rows(infomart_dsn)["interaction_fact"] == 0
+    assert status(infomart_dsn, make_config())["default_partitions"]["interaction_fact"] == 0
     assert len(partitions(infomart_dsn, "interaction_fact")) >= 3
 
 
@@ -189,23 +192,28 @@ def test_r25_fact_table_conversion_keeps_rows_views_and_moves_them_into_partitio
 # ---------------------------------------------------------------------------------------------
 
 
-def test_r23_gim_facts_whole_partitions_dropped_plain_table_batched_active_kept(infomart_dsn, make_config) -> None:
-    """interaction_fact partitioned (whole partitions dropped); interaction_resource_fact as the
-    migrations leave it (plain: batched DELETE to the exact cutoff); the same rows in both."""
-    enable_partitioning(infomart_dsn, "interaction_fact")
+def test_r23_gim_facts_whole_partitions_dropped_default_partition_batched_active_kept(infomart_dsn, make_config) -> None:
+    """interaction_fact with day partitions (whole partitions dropped); interaction_resource_fact
+    with its rows still in the default partition (batched DELETE to the exact cutoff); the same rows
+    in both."""
     now = time.time()
     # 10 ended facts per day, 1 .. 10 days old (one hour short of whole days)
     starts = {k: int(now) - k * DAY - 3600 for k in range(1, 11)}
-    for k, s in starts.items():
-        for table in ("interaction_fact", "interaction_resource_fact"):
+
+    def seed(table: str) -> None:
+        for k, s in starts.items():
             seed_facts(infomart_dsn, table, k * 100, s, 10)
-    # still active: 8 days old (protected: younger than days-to-keep-active-facts) and 40 days old
-    for table in ("interaction_fact", "interaction_resource_fact"):
+        # still active: 8 days old (protected: younger than days-to-keep-active-facts) and 40 days old
         seed_facts(infomart_dsn, table, 5000, starts[8], 1, active=True)
         seed_facts(infomart_dsn, table, 6000, int(now) - 40 * DAY, 1, active=True)
-    # the partitions the data would have had (made while the default retention was in force)
+
+    seed("interaction_fact")
+    # the partitions the data would have had (made while the default retention was in force); the
+    # other fact tables were empty then, so they got partitions from today on only
     maint(infomart_dsn, make_config({"gim-etl": {"partitioning-ahead-range": "1"}}), {"steps": "partitions"})
     assert default_partition_rows(infomart_dsn)["interaction_fact"] == 0
+    seed("interaction_resource_fact")
+    assert default_partition_rows(infomart_dsn)["interaction_resource_fact"] == 102
     cfg = make_config({"gim-etl": {"days-to-keep-gim-facts": "5", "days-to-keep-cfg-facts": "5",
                                    "days-to-keep-gidb-facts": "5", "days-to-keep-active-facts": "30",
                                    "partitioning-ahead-range": "1"}}, name="purge.ini")
@@ -221,7 +229,7 @@ def test_r23_gim_facts_whole_partitions_dropped_plain_table_batched_active_kept(
         remaining = {r[0] for r in q(infomart_dsn, f"SELECT {ids} / 100 FROM {table} WHERE {ids} < 5000")}
         # still-active facts: the 8-day-old one is protected, the 40-day-old one is past the limit
         assert q(infomart_dsn, f"SELECT {ids} FROM {table} WHERE end_ts IS NULL") == [(5000,)], table
-        if one(infomart_dsn, "SELECT relkind FROM pg_class WHERE relname = %s", (table,)) == "p":
+        if table == "interaction_fact":
             # whole days older than the cutoff dropped (the 40-day-old active fact's day too); the day
             # holding the cutoff kept whole; the protected fact's day purged row by row
             dropped = sorted([maintain._partition_name(table, align(s))
@@ -235,7 +243,7 @@ def test_r23_gim_facts_whole_partitions_dropped_plain_table_batched_active_kept(
                 .isdisjoint(dropped)
             assert hist[table] == ("days-to-keep-gim-facts", 5, 10, len(dropped), True)
         else:
-            # exactly the rows older than the cutoff, 7 per transaction
+            # in the default partition: exactly the rows older than the cutoff, 7 per transaction
             deleted = 10 * sum(1 for s in starts.values() if s < cut) + 1
             assert remaining == {k for k, s in starts.items() if s >= cut}
             assert (res["rows"], res["partitions"], res["batches"]) == (deleted, [], -(-deleted // 7))
@@ -552,7 +560,7 @@ def test_r09_preempt_cancels_a_running_statement_within_seconds(infomart_dsn, ma
         t, box = _run_thread(infomart_dsn, cfg, {"steps": "purge", "batch_rows": "100000"}, run_type="scheduled")
         end = time.monotonic() + 15
         while not one(infomart_dsn, """SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
-                                        AND query LIKE 'DELETE FROM "interaction_resource_fact"%%'"""):
+                                        AND query LIKE 'DELETE FROM "interaction_resource_fact%%'"""):
             assert time.monotonic() < end, "the purge DELETE did not start"
             time.sleep(0.05)
         t0 = time.monotonic()
@@ -577,21 +585,9 @@ def test_r15_manual_and_cli_runs_allowed_and_bad_params_refused(infomart_dsn, ma
 
 
 # ---------------------------------------------------------------------------------------------
-# Partitioned facts under the transform, with the conflict-target edit it needs
+# The transform writing partitioned facts
 # ---------------------------------------------------------------------------------------------
 
-# The edit Job_TransformGIM needs before interaction_fact, interaction_resource_fact,
-# sm_res_state_fact and sm_res_session_fact may be partitioned: the partition key joins the upserts'
-# conflict targets (the _upsert(...) calls in gim_jobs/jobs/transform.py). Applied here at run time
-# only where the module still has the old text, so the test keeps working once the edit is made.
-TRANSFORM_EDIT = {
-    "ON CONFLICT (data_source_key, media_server_ixn_guid)":
-        "ON CONFLICT (data_source_key, media_server_ixn_guid, start_date_time_key)",
-    "ON CONFLICT (data_source_key, party_guid)": "ON CONFLICT (data_source_key, party_guid, start_date_time_key)",
-    "ON CONFLICT (sm_res_state_fact_key)": "ON CONFLICT (sm_res_state_fact_key, start_date_time_key)",
-    "ON CONFLICT (data_source_key, login_session_guid)":
-        "ON CONFLICT (data_source_key, login_session_guid, start_date_time_key)",
-}
 FACT_COMPARE = {
     "interaction_fact": ["interaction_id", "create_audit_key", "update_audit_key"],
     "interaction_resource_fact": ["interaction_resource_id", "interaction_id", "create_audit_key", "update_audit_key"],
@@ -600,61 +596,49 @@ FACT_COMPARE = {
 }
 
 
-def partition_ready_transform(monkeypatch, on: bool) -> None:
-    """Switch the transform's statements to the edited (``on``) or the original text."""
-    from gim_jobs.jobs import transform as tr
-
-    for name in ("PREPARE", "CONFIG", "INTERACTIONS", "SESSIONS"):
-        original = getattr(tr, f"_orig_{name}", None) or getattr(tr, name)
-        monkeypatch.setattr(tr, f"_orig_{name}", original, raising=False)
-        new = []
-        for stmt in original:
-            text = str(stmt)
-            for old, edited in TRANSFORM_EDIT.items():
-                text = text.replace(old, edited)
-            new.append(stmt if text == stmt else type(stmt)(text))
-        monkeypatch.setattr(tr, name, new if on else original)
-
-
 def _facts(dsn: str, table: str) -> list[str]:
     return sorted(r[0] for r in q(dsn, f"SELECT (to_jsonb(t) - %s::text[])::text FROM {table} t",
                                   (FACT_COMPARE[table],)))
 
 
-def test_r25_transform_writes_partitioned_facts_once_its_conflict_targets_carry_the_key(
-        infomart_dsn, idb_dsn, new_database, make_config, monkeypatch) -> None:
-    """Same IDB into a partitioned mart (transform with the edit) and a plain one (transform as it
-    is), twice (new rows, then updates of active ones): the facts are identical, nothing duplicated,
-    nothing left in the default partitions. (The edited transform needs the partitioned schema: the
-    edit and the conversion of the fact tables must ship together.)"""
+def test_r25_transform_writes_the_same_facts_into_day_partitions_and_into_the_default_partition(
+        infomart_dsn, idb_dsn, new_database, make_config) -> None:
+    """Same IDB into a mart with day partitions for the data (made by Job_MaintainGIM first) and one
+    with only the default partitions, twice (new rows, then updates of active ones): the facts are
+    identical, nothing duplicated (the upserts' conflict targets carry start_date_time_key), and the
+    next Job_MaintainGIM leaves nothing in the default partitions."""
     from gim_jobs.db.connect import DataSource
     from gim_jobs.db.migrate import migrate
     from gim_jobs.idb import SimConfig, simulate_batch
 
-    plain = new_database("plain")
-    migrate(plain, "infomart")
+    bare = new_database("bare")
+    migrate(bare, "infomart")
     cfg = make_config({"gim-etl": {"partitioning-ahead-range": "1"}})
-    enable_partitioning(infomart_dsn, *FACT_COMPARE)
-    maint(infomart_dsn, cfg, {"steps": "partitions"})
-    assert {r[0] for r in q(infomart_dsn, "SELECT relname FROM pg_class WHERE relkind = 'p'")} >= set(FACT_COMPARE)
-    src = [DataSource("main", idb_dsn)]
     now = int(time.time())
+    # day partitions for the data's days, made ahead as a running mart has them
+    seed_facts(infomart_dsn, "interaction_fact", 10**9, now - 3 * 3600)
+    maint(infomart_dsn, cfg, {"steps": "partitions"})
+    execute(infomart_dsn, "DELETE FROM interaction_fact WHERE interaction_id = %s", (10**9,))
+    assert len(partitions(infomart_dsn, "interaction_fact")) > len(partitions(bare, "interaction_fact")) == 0
+    src = [DataSource("main", idb_dsn)]
     sim = SimConfig(seed=11)
     for start in (now - 3 * 3600, now - 3600):
         simulate_batch(idb_dsn, interactions=120, start=start, span_seconds=3600, config=sim, write_truth=False)
-        for mart in (infomart_dsn, plain):
-            partition_ready_transform(monkeypatch, on=mart == infomart_dsn)
+        for mart in (infomart_dsn, bare):
             for job in ("extract", "transform"):
                 assert run_job(job, infomart_dsn=mart, sources=src, config_path=cfg).status == "COMPLETED"
         for table in FACT_COMPARE:
-            got, want = _facts(infomart_dsn, table), _facts(plain, table)
+            got, want = _facts(infomart_dsn, table), _facts(bare, table)
             assert got == want and got, table
-    # facts of a day without a partition yet (before today) wait in the default partition: the next
-    # run moves them
-    maint(infomart_dsn, cfg, {"steps": "partitions"})
-    assert set(default_partition_rows(infomart_dsn).values()) == {0}
+    assert one(infomart_dsn, "SELECT count(*) FROM interaction_fact_default") < \
+        one(infomart_dsn, "SELECT count(*) FROM interaction_fact")
+    assert one(bare, "SELECT count(*) FROM interaction_fact_default") == one(bare, "SELECT count(*) FROM interaction_fact")
+    # the next run moves what is left outside into partitions; the facts do not change
+    for mart in (infomart_dsn, bare):
+        maint(mart, cfg, {"steps": "partitions"})
+        assert set(default_partition_rows(mart).values()) == {0}
     for table in FACT_COMPARE:
-        assert _facts(infomart_dsn, table) == _facts(plain, table)
+        assert _facts(infomart_dsn, table) == _facts(bare, table)
     assert one(infomart_dsn, "SELECT count(*) FROM interaction_fact") == \
         one(infomart_dsn, "SELECT count(DISTINCT (data_source_key, media_server_ixn_guid)) FROM interaction_fact")
 
