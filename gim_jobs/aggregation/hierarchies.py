@@ -248,9 +248,9 @@ CAMPAIGN_MEASURES = (
     Measure("connected", _b("f.call_result_code = 'ANSWER'"), "attempts answered by the contact"),
     Measure("engage_time", "coalesce(f.talk_duration, 0)", "seconds talking on the attempts"),
 )
-CAF_NOTE = ("outbound contact attempts (contact_attempt_fact: campaign_key, resource_key, media_type_key, "
-            "start_ts, end_ts, start_date_time_key, call_result_code, talk_duration, audit keys); "
-            "not produced yet: no ICON_OCS extraction")
+CAF_NOTE = ("outbound dialing attempts (contact_attempt_fact, from the ICON_OCS g_ocs_attempt rows: one row per "
+            "attempt, counted from when dialing started, also while still dialing; call_result_code and "
+            "talk_duration are set when it ends)")
 
 
 def _h(name: str, stem: str, doc: str, dims: dict[str, str], measures: tuple[Measure, ...],
@@ -329,10 +329,10 @@ HIERARCHIES: dict[str, Hierarchy] = {h.name: h for h in (
                counts_in="every interval the state overlaps (ended states; looked up "
                          f"{SHORT_LOOKBACK_SECONDS // 60} min back)"),)),
     _h("H_AGENT_CAMPAIGN", "agent_campaign", "outbound attempts per agent and campaign",
-       {"resource_key": "agent", "campaign_key": "campaign", "media_type_key": "media"},
+       {"resource_key": "agent (-1: no agent took part)", "campaign_key": "campaign", "media_type_key": "media"},
        CAMPAIGN_MEASURES,
        (Source("contact_attempt_fact", "contact_attempt_fact f", "true",
-               {"resource_key": "f.resource_key", "campaign_key": "f.campaign_key",
+               {"resource_key": "coalesce(f.resource_key, -1)", "campaign_key": "f.campaign_key",
                 "media_type_key": "f.media_type_key"},
                {m.name: m.expr for m in CAMPAIGN_MEASURES}, requires="contact_attempt_fact",
                counts_in="attempt start; " + CAF_NOTE),)),

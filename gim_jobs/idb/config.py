@@ -106,6 +106,33 @@ DEFAULT_REASONS = (
 )
 RONA_REASON = ReasonSpec("RONA", "Ring no answer", 0.0, (30, 180))
 
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    """An outbound campaign (gc_campaign) with its calling lists (gc_calling_list: id, name, records).
+    ``outcomes``: how a dialed contact responds, (call_result, weight); an 'ANSWER' with no voice
+    agent logged in becomes 'DROPPED' (see ``gim_jobs.idb.outbound``)."""
+
+    campaign_id: int
+    name: str
+    weight: float                                   # share of the outbound attempts
+    lists: tuple[tuple[int, str, int], ...]
+    dialing_mode: str = "Predictive"
+    outcomes: tuple[tuple[str, float], ...] = (
+        ("ANSWER", 0.40), ("NO_ANSWER", 0.30), ("BUSY", 0.10), ("ANSWERING_MACHINE", 0.15), ("SIT_DETECTED", 0.05))
+    ring_s: tuple[int, int] = (6, 30)               # dialing until the contact's side responds
+    talk_mean_s: float = 180.0                      # log-normal talk time of an answered attempt
+    talk_sigma: float = 0.6
+
+
+DEFAULT_CAMPAIGNS = (
+    CampaignSpec(1, "Renewals", 0.5, ((11, "Renewals Q1", 4000), (12, "Renewals Lapsed", 1500))),
+    CampaignSpec(2, "Collections", 0.3, ((21, "Collections 30d", 2500),), dialing_mode="Progressive",
+                 outcomes=(("ANSWER", 0.30), ("NO_ANSWER", 0.40), ("BUSY", 0.12), ("ANSWERING_MACHINE", 0.15),
+                           ("SIT_DETECTED", 0.03)), talk_mean_s=240.0),
+    CampaignSpec(3, "Survey", 0.2, ((31, "Survey Customers", 6000),), dialing_mode="Preview", talk_mean_s=120.0),
+)
+
 ROUTING_POINT_ID, ROUTING_POINT_DN = 101, "5000"
 TRUNK_ID, TRUNK_DN = 601, "trunk-pstn"
 
@@ -141,6 +168,8 @@ class SimConfig:
     utc_offset_hours: int = 0                  # local time of the center (arrival profile, staffing)
     config_change_interval_s: int | None = None  # agent added / deleted; None: span/3 (batch), 1 h (live); 0: never
     live_profile: bool = False                 # live mode: modulate the rate by the hour profile
+    campaigns: tuple[CampaignSpec, ...] = DEFAULT_CAMPAIGNS  # outbound (ICON_OCS), gim_jobs.idb.outbound
+    outbound_per_inbound: float = 0.25         # dialing attempts per inbound voice arrival; 0: no outbound
 
     def media_spec(self, name: str) -> MediaSpec:
         for m in self.media:

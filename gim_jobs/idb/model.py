@@ -68,6 +68,7 @@ from gim_jobs.idb.config import (
     QueueSpec,
     SimConfig,
 )
+from gim_jobs.idb.outbound import Outbound
 
 NULL = "\\N"
 READY, NOT_READY, BUSY, ACW, LOGGED_OUT = 1, 2, 3, 4, 5
@@ -335,6 +336,9 @@ class Model:
             # staffing and config changes continue on their own schedule (pickled in the heap)
             if not any(e[2] is Model._ev_staff for e in self.heap):
                 self._push(max(start, self.now), Model._ev_staff, None, None)
+        if getattr(self, "ocs", None) is None:  # outbound dialer (models saved before it existed lack it)
+            self.ocs = Outbound(self.cfg)
+        self.ocs.begin_run(self, start, first_run)
 
     def rate(self, media: str, t: int) -> float:
         return sum(st.rate(t) for st in self.streams if st.media == media)

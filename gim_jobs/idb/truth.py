@@ -155,6 +155,20 @@ CREATE TABLE IF NOT EXISTS sim.truth_fault (
     row_key     text NOT NULL,
     detail      text
 );
+-- outbound dialing attempts (g_ocs_attempt), rewritten when they end: see gim_jobs.idb.outbound
+CREATE TABLE IF NOT EXISTS sim.truth_attempt (
+    attempt_id       text PRIMARY KEY,
+    run_id           integer NOT NULL,
+    campaign_id      integer NOT NULL,
+    calling_list_id  integer NOT NULL,
+    agent_id         integer,
+    dialing_ts       bigint NOT NULL,
+    connected_ts     bigint,
+    ended_ts         bigint,
+    call_result      text,
+    talk_seconds     bigint NOT NULL,
+    ended            boolean NOT NULL
+);
 """
 
 TRUTH_INTERACTION_COLS = (

@@ -44,7 +44,7 @@ DELETE_TRUTH_IR = "DELETE FROM sim.truth_interaction WHERE irid = ANY(%s)"
 DELETE_TRUTH_PARTY = "DELETE FROM sim.truth_party WHERE irid = ANY(%s)"
 DELETE_TRUTH_STATE = "DELETE FROM sim.truth_agent_state WHERE id = ANY(%s)"
 _TRACKED = ("g_ir", "g_call", "g_party", "g_party_history", "g_login_session", "g_agent_state_history",
-            "g_agent_state_rc", "gc_agent", "gcx_group_agent", "gcx_skill_level", "gc_endpoint")
+            "g_agent_state_rc", "gc_agent", "gcx_group_agent", "gcx_skill_level", "gc_endpoint", "g_ocs_attempt")
 # The newest change in the IDB; a saved model is only valid while nothing newer was written.
 GSYS_MARK = "SELECT greatest(" + ", ".join(f"(SELECT max(gsys_useq) FROM {t})" for t in _TRACKED) + ")"
 SAVE_STATE = ("INSERT INTO sim.state (id, run_id, clock_ts, blob, gsys_mark) VALUES (1, %s, %s, %s, ("
@@ -170,6 +170,7 @@ def collect(model: Model, *, active: str = "none", all_late: bool = False) -> Wr
         job.deletes.append((DELETE_TRUTH_PARTY, model.truth_del_ir))
     if model.truth_del_state:
         job.deletes.append((DELETE_TRUTH_STATE, model.truth_del_state))
+    model.ocs.collect_into(job, active, model.truth)  # outbound attempts (gim_jobs.idb.outbound)
     job.config_add = model.cfg_add
     job.config_del = model.cfg_del
     model.clear_output()

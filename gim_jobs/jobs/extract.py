@@ -2,10 +2,11 @@
 
 Every data source (a Genesys DAP: one IDB plus its extraction roles) is read table by table and
 role by role. Roles decide what is read: ``ICON_CFG`` the ``gc_*``/``gcx_*`` configuration tables,
-``ICON_CORE`` the ``g_*`` rows with ``media_type = 'voice'``, ``ICON_MM`` the other ``g_*`` rows
-(``ICON_OCS`` has no tables yet). Each (source, table, role) is a *stream* with its own high-water
-mark in ``ctl_extract_hwm``, so several IDBs are extracted into one Info Mart independently, and a
-role added later starts from zero instead of inheriting another role's mark.
+``ICON_CORE`` the ``g_*`` rows with ``media_type = 'voice'``, ``ICON_MM`` the other ``g_*`` rows,
+``ICON_OCS`` the outbound ``gc_campaign``, ``gc_calling_list`` and ``g_ocs_attempt``. Each (source,
+table, role) is a *stream* with its own high-water mark in ``ctl_extract_hwm``, so several IDBs are
+extracted into one Info Mart independently, and a role added later starts from zero instead of
+inheriting another role's mark.
 
 High-water mark
     IDB rows carry ``gsys_useq``, the value of one IDB-wide sequence taken at insert and again at
@@ -115,6 +116,9 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("g_login_session", ("lsid",), (CORE, MM), "greatest(login_ts, logout_ts)"),
     TableSpec("g_agent_state_history", ("id",), (CORE, MM), "added_ts"),
     TableSpec("g_agent_state_rc", ("id",), (CORE, MM), "added_ts"),
+    TableSpec("gc_campaign", ("id",), (OCS,), "greatest(created_ts, deleted_ts)"),
+    TableSpec("gc_calling_list", ("id",), (OCS,), "greatest(created_ts, deleted_ts)"),
+    TableSpec("g_ocs_attempt", ("attempt_id",), (OCS,), "greatest(dialing_ts, ended_ts)"),
 )
 STAGING_EXTRA = ("data_source_key", "stg_id", "stg_seq")
 
@@ -261,7 +265,7 @@ class _Stream:
 
     @property
     def where(self) -> sql.Composable:
-        if self.spec.roles == (CFG,) or set(self.roles) >= {CORE, MM}:
+        if len(self.spec.roles) == 1 or set(self.roles) >= {CORE, MM}:  # one role: the whole table
             return sql.SQL("")
         return sql.SQL(" AND (") + sql.SQL(" OR ").join(sql.SQL(MEDIA_FILTER[r]) for r in self.roles) + sql.SQL(")")
 

@@ -1095,6 +1095,9 @@ def run(ctx: JobContext) -> JobResult:
         batch = r.prepare(st)
         if batch is not None:
             r.run_batch(batch, WIN_PREPARE)
+        from gim_jobs.jobs import transform_ocs  # imports this module: not at the top
+
+        transform_ocs.run(r)  # outbound (ICON_OCS) facts, own high-water mark
         if r.chunks:
             analyze_changed(conn)
     if not r.chunks:

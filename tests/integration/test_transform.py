@@ -117,7 +117,8 @@ def test_facts_and_dimensions_from_one_answered_call(infomart_dsn, idb, cfg):
     assert [h[1] for h in hist] == ["prepare", "configuration", "data", "data"] and all(h[2] for h in hist)
     assert one(infomart_dsn, """SELECT count(*) FROM ctl_audit_log a JOIN ctl_transform_history h USING (audit_key)
                                  WHERE a.inserted IS NOT NULL""") == 4
-    assert q(infomart_dsn, "SELECT hwm_value > 0, pending_bound, hwm_value2 FROM ctl_transform_hwm") == [
+    assert q(infomart_dsn, "SELECT hwm_value > 0, pending_bound, hwm_value2 FROM ctl_transform_hwm "
+                             "WHERE hwm_name = 'gidb_stage_seq'") == [
         (True, None, None)]
 
 
@@ -381,7 +382,8 @@ def test_r18_sigkill_mid_transform_then_rerun_equals_uninterrupted_run(infomart_
         finally:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
-        assert q(infomart_dsn, "SELECT pending_bound IS NOT NULL FROM ctl_transform_hwm") == [(True,)]
+        assert q(infomart_dsn, "SELECT pending_bound IS NOT NULL FROM ctl_transform_hwm "
+                                 "WHERE hwm_name = 'gidb_stage_seq'") == [(True,)]
         out = run_job("transform", infomart_dsn=infomart_dsn, sources=src, config_path=fast, wait_seconds=10)
         assert out.status == "COMPLETED" and out.rows > 0
         assert q(infomart_dsn, "SELECT status FROM ctl_etl_history WHERE job_name = 'Job_TransformGIM' "
