@@ -68,6 +68,9 @@ YIELD_FRESH_SECONDS = 120
 PENDING_ROWS_PER_CYCLE = 20000
 # batches of more keys than this roll up whole periods; smaller ones only the groups they changed
 TOUCHED_MAX_KEYS = 16
+# the hierarchies that count facts by group membership (resource_group_fact_): a membership
+# change re-aggregates them (see Aggregator._queue_membership_changes)
+GROUP_HIERARCHIES = tuple(n for n in NAMES if any("resource_group_fact_" in s.from_sql for s in HIERARCHIES[n].sources))
 FACT_TABLES = ("interaction_fact", "interaction_resource_fact", "sm_res_state_fact", "sm_res_session_fact",
                "contact_attempt_fact")
 
@@ -222,6 +225,10 @@ class Aggregator:
             spans.append("SELECT i.start_ts, i.start_ts FROM interaction_resource_fact f "
                          "JOIN interaction_fact i ON i.interaction_id = f.interaction_id "
                          "WHERE f.update_audit_key > %(hwm)s AND f.update_audit_key <= %(bound)s")
+            if _regclass(c, "ctl_fact_deleted"):
+                # facts the transform deleted: nothing carries their audit key any more
+                spans.append("SELECT d.start_ts, d.end_ts FROM ctl_fact_deleted d "
+                             "WHERE d.audit_key > %(hwm)s AND d.audit_key <= %(bound)s")
             n = c.execute(
                 f"""INSERT INTO ctl_aggregate_pending (start_ts, end_ts, source)
                     SELECT k, k + %(S)s, 'facts'
@@ -230,9 +237,46 @@ class Aggregator:
                      ORDER BY k""",
                 {"hwm": hwm, "bound": bound, "S": self.sub},
             ).rowcount
+            n += self._queue_membership_changes(hwm, bound)
             c.execute("UPDATE ctl_aggregate_hwm SET audit_key_hwm = %s, updated = now() WHERE name = 'facts'",
                       (bound,))
         return n
+
+    def _queue_membership_changes(self, hwm: int, bound: int) -> int:
+        """Queue the intervals a group-membership change (``resource_group_fact_`` changed in
+        ``(hwm, bound]``) re-assigns, for the hierarchies that read membership.
+
+        A membership counts facts by the time they happened (membership at the offer / queue
+        entry), so what changed is: for a new membership, its whole span ``[start, end)``; for a
+        changed one (ended, or re-added with a new start), the time from its new end (or new start)
+        on. Clamped to the time the facts cover: intervals without facts need no work. One pending
+        row per cycle ([earliest, latest) of those spans), hierarchy = the membership readers."""
+        c = self.conn
+        if not GROUP_HIERARCHIES:
+            return 0
+        span = c.execute(
+            """SELECT min(a), max(b) FROM (
+                   SELECT CASE WHEN g.create_audit_key = g.update_audit_key THEN g.start_ts
+                               ELSE coalesce(g.end_ts, g.start_ts) END AS a,
+                          CASE WHEN g.create_audit_key = g.update_audit_key THEN g.end_ts END AS b
+                     FROM resource_group_fact_ g
+                    WHERE g.update_audit_key > %(hwm)s AND g.update_audit_key <= %(bound)s) x""",
+            {"hwm": hwm, "bound": bound}).fetchone()
+        if span[0] is None:
+            return 0
+        facts = self._fact_range()
+        if facts is None:
+            return 0
+        lo = max(int(span[0]), facts[0])
+        hi = min(int(span[1]) if span[1] is not None else facts[1], facts[1])
+        lo -= lo % self.sub
+        if hi <= lo:
+            return 0
+        c.execute("""INSERT INTO ctl_aggregate_pending (hierarchy, start_ts, end_ts, source)
+                     VALUES (%s, %s, %s, 'groups')""", (",".join(GROUP_HIERARCHIES), lo, hi))
+        self.log.info("group membership changed: %s queued for %s .. %s", ", ".join(GROUP_HIERARCHIES),
+                      dt.datetime.fromtimestamp(lo, dt.UTC), dt.datetime.fromtimestamp(hi, dt.UTC))
+        return 1
 
     # ------------------------------------------------------------------ processing
     def _batches(self, level: str, rows: list[tuple[int, int, int]]) -> list[tuple[list[int], list[int]]]:

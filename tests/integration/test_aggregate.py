@@ -21,6 +21,7 @@ from gim_jobs.aggregation.params import BadRequest, parse
 from gim_jobs.control import JobRefused, JobStopped, request_stop, run_job
 from gim_jobs.db.connect import DataSource
 from gim_jobs.jobs.aggregate import Aggregator, period_key, submit_request
+from gim_jobs.jobs.transform import AGENT_BASE, GROUP_BASE
 
 T0 = 1704103200  # 2024-01-01 10:00 UTC
 
@@ -103,6 +104,13 @@ INDEPENDENT = {
     "H_I_STATE_RSN": ("resource_state_reason_key", """
         SELECT coalesce(resource_state_reason_key, -1), count(*), sum(end_ts - start_ts)
           FROM sm_res_state_fact WHERE end_ts IS NOT NULL GROUP BY 1""", ("state_count", "state_time")),
+    # outbound: the simulator dials by default (gim_jobs.idb.outbound)
+    "H_CAMPAIGN": ("campaign_key", """
+        SELECT campaign_key, count(*), count(*) FILTER (WHERE call_result_code = 'ANSWER'), sum(talk_duration)
+          FROM contact_attempt_fact GROUP BY 1""", ("attempts", "connected", "engage_time")),
+    "H_AGENT_CAMPAIGN": ("resource_key", """
+        SELECT coalesce(resource_key, -1), count(*), count(*) FILTER (WHERE call_result_code = 'ANSWER'),
+               sum(talk_duration) FROM contact_attempt_fact GROUP BY 1""", ("attempts", "connected", "engage_time")),
 }
 
 
@@ -152,9 +160,9 @@ def test_every_hierarchy_and_level_equals_the_facts_and_the_level_below(mart):
         stats = agg.run_until_idle()
     assert stats["intervals"] > 0
     assert_consistent(dsn)
-    # the campaign hierarchies exist and are empty until outbound facts exist
+    # the campaign hierarchies have outbound data (checked in INDEPENDENT too)
     for name in ("H_CAMPAIGN", "H_AGENT_CAMPAIGN"):
-        assert q(dsn, f"SELECT count(*) FROM {HIERARCHIES[name].table('DAY')}") == [(0,)]
+        assert q(dsn, f"SELECT count(*) > 0 FROM {HIERARCHIES[name].table('DAY')}") == [(True,)]
     # views: every level, week included
     views = {r[0] for r in q(dsn, "SELECT viewname FROM pg_views WHERE viewname LIKE 'ag2_%%'")}
     assert {"ag2_agent_subhr", "ag2_agent_week", "ag2_queue_quarter", "ag2_i_sess_state_year"} <= views
@@ -204,9 +212,17 @@ def test_incremental_recomputes_only_changed_intervals_and_equals_a_rebuild(mart
         cycle()
         hwm = q(dsn, "SELECT audit_key_hwm FROM ctl_aggregate_hwm")[0][0]
         queued = agg.queue_changes()
-        pending = {r[0] for r in q(dsn, "SELECT start_ts FROM ctl_aggregate_pending")}
+        pending = {r[0] for r in q(dsn, "SELECT start_ts FROM ctl_aggregate_pending WHERE source = 'facts'")}
+        # the simulator hired agents into groups at the batch start: the group hierarchies are
+        # queued from then on (see the membership test below)
+        groups = q(dsn, "SELECT hierarchy, start_ts, end_ts FROM ctl_aggregate_pending WHERE source = 'groups'")
+        new_members = q(dsn, "SELECT min(start_ts) FROM resource_group_fact_ WHERE create_audit_key > %s", (hwm,))[0][0]
+        assert [(h, a) for h, a, _b in groups] == ([("H_QUEUE_GRP,H_AGENT_GRP", new_members - new_members % 900)]
+                                                   if new_members else [])
+        group_keys = sum(len(range(a, b, 900)) for _h, a, b in groups)
         second = agg.run_until_idle()
-    assert first["intervals"] > 0 and queued == second["intervals"] == len(pending)
+    assert first["intervals"] > 0 and queued == len(pending) + len(groups)
+    assert second["intervals"] == len(pending) + group_keys
     # exactly the quarter-hours the changed facts span (computed here from the facts), nothing else
     changed = q(dsn, """
         SELECT start_ts, coalesce(end_ts, start_ts) FROM interaction_resource_fact WHERE update_audit_key > %s
@@ -255,6 +271,44 @@ def test_reaggregation_request_deletes_and_recomputes_its_range_set_and_flavor(m
         agg.run_until_idle()
     assert table_dump(dsn) == good
     assert q(dsn, "SELECT count(*) FROM ctl_aggregate_pending") == [(0,)]
+
+
+def test_group_membership_change_reaggregates_the_group_hierarchies_from_its_time_on(mart):
+    """An agent leaves a group in the IDB at T0 + 3 h: after the next ETL cycle the group hierarchies
+    (membership at the offer time) are recomputed from then on, and only they: the tables equal the
+    independent queries and a rebuild."""
+    from gim_jobs.jobs.aggregate import GROUP_HIERARCHIES
+
+    dsn, idb, cycle = mart
+    with Aggregator(dsn, 15) as agg:
+        agg.ensure_tables()
+        agg.run_until_idle()
+        # the agent group member with the most offers after the change time
+        group_id, agent_id = q(dsn, """
+            SELECT g.group_key - %s, r.resource_key - %s FROM interaction_resource_fact f
+              JOIN resource_ r USING (resource_key) JOIN resource_group_fact_ g ON g.resource_key = f.resource_key
+             WHERE r.resource_type = 'Agent' AND f.start_ts >= %s AND g.end_ts IS NULL
+             GROUP BY 1, 2 ORDER BY count(*) DESC LIMIT 1""", (GROUP_BASE, AGENT_BASE, T0 + 3 * 3600))[0]
+        before = independent(dsn, "H_AGENT_GRP")
+        with psycopg.connect(idb, autocommit=True) as conn:
+            assert conn.execute("UPDATE gcx_group_agent SET deleted_ts = %s WHERE group_id = %s AND agent_id = %s",
+                                (T0 + 3 * 3600, group_id, agent_id)).rowcount == 1
+        cycle()
+        assert agg.queue_changes() == 1  # no fact changed: only the membership
+        pend = q(dsn, "SELECT hierarchy, start_ts, end_ts, source FROM ctl_aggregate_pending")
+        assert len(pend) == 1 and pend[0][0].split(",") == list(GROUP_HIERARCHIES) and pend[0][3] == "groups"
+        assert pend[0][1] == T0 + 3 * 3600
+        agg.run_until_idle()
+    after = independent(dsn, "H_AGENT_GRP")
+    assert after != before  # the change matters to the measures
+    assert_consistent(dsn)
+    incremental = table_dump(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM ctl_aggregate_hierarchy")
+    with Aggregator(dsn, 15) as agg:
+        agg.ensure_tables()
+        agg.run_until_idle()
+    assert table_dump(dsn) == incremental
 
 
 def test_reaggregation_refuses_days_outside_date_time_and_purged_facts(mart):
