@@ -44,7 +44,8 @@ Purge (R23)
     ========================================  ====================================  ============================
     days-to-keep-gim-facts                    interaction_fact,                     start (start_date_time_key)
                                               interaction_resource_fact,
-                                              sm_res_state_fact, sm_res_session_fact
+                                              sm_res_state_fact, sm_res_session_fact,
+                                              contact_attempt_fact
     days-to-keep-gidb-facts                   gidb_g_* staging, by whole            start of the root interaction
                                               interaction (g_ir, g_call, g_party,   / login session; rows whose
                                               g_party_history) and login session    parent is gone by their own
@@ -52,6 +53,9 @@ Purge (R23)
                                               g_agent_state_history); g_agent_state_rc
     days-to-keep-cfg-facts                    deleted configuration: gidb_gc_*,     end (deleted_ts / end_ts)
                                               gidb_gcx_*, resource_group_fact_
+                                              (outbound gidb_gc_campaign,
+                                              gidb_gc_calling_list too)
+    days-to-keep-gidb-facts (outbound)        gidb_g_ocs_attempt                    dialing start (dialing_ts)
     days-to-keep-discards-and-job-history     stg_transform_discards, ctl_etl_history, created / start / end time
                                               ctl_audit_log, ctl_extract_history,
                                               ctl_transform_history, ctl_purge_history,
@@ -128,6 +132,7 @@ class PurgeSpec:
 
 
 _STAGED = "t.stg_seq <= %(hwm)s"
+_OCS_STAGED = "t.stg_seq <= (SELECT h.hwm_value FROM ctl_transform_hwm h WHERE h.hwm_name = 'ocs_stage_seq')"
 _CFG_GIDB = ("gc_tenant", "gc_agent", "gc_group", "gc_endpoint", "gcx_group_agent", "gcx_group_endpoint",
              "gc_skill", "gcx_skill_level")
 
@@ -135,6 +140,11 @@ PURGE_SPECS: list[PurgeSpec] = [
     *(PurgeSpec(t, "days_to_keep_gim_facts", "start_date_time_key", active=True) for t in FACT_TABLES),
     *(PurgeSpec(f"gidb_{t}", "days_to_keep_cfg_facts", "deleted_ts", where=_STAGED) for t in _CFG_GIDB),
     PurgeSpec("resource_group_fact_", "days_to_keep_cfg_facts", "end_ts", where="t.active_flag = 0"),
+    # outbound (ICON_OCS) staging: transformed by its own high-water mark
+    *(PurgeSpec(f"gidb_{t}", "days_to_keep_cfg_facts", "deleted_ts", where=_OCS_STAGED)
+      for t in ("gc_campaign", "gc_calling_list")),
+    PurgeSpec("gidb_g_ocs_attempt", "days_to_keep_gidb_facts", "dialing_ts",
+              where=f"{_OCS_STAGED} AND (t.ended_ts IS NOT NULL OR t.dialing_ts < %(active_cut)s)"),
     PurgeSpec("stg_transform_discards", HISTORY_OPTION, "created_ts"),
     PurgeSpec("ctl_etl_history", HISTORY_OPTION, "start_time", "timestamptz", where="t.status <> 'RUNNING'"),
     PurgeSpec("ctl_audit_log", HISTORY_OPTION, "created_ts"),

@@ -669,3 +669,27 @@ def test_r06_r14_scheduled_maintenance_only_at_its_slot_and_not_after_the_next_e
                                                         "maintain-start-time": f"{slot:%H:%M}"}}, name="late.ini"))
     late = scheduled_launch_refusal("maintain", {"logical_date": slot}, late_cfg)
     assert late and "too late" in late
+
+
+def test_r23_outbound_staging_purged_once_transformed_active_attempts_kept(infomart_dsn, make_config) -> None:
+    """gidb_g_ocs_attempt (days-to-keep-gidb-facts) and deleted outbound configuration
+    (days-to-keep-cfg-facts) are purged only below the outbound transform's own high-water mark;
+    a still-dialing attempt stays until days-to-keep-active-facts."""
+    now = int(time.time())
+    old, recent = now - 20 * DAY, now - DAY
+    rows = [("a-old", old, old + 60, 5), ("a-active", old, None, 6), ("a-unstaged", old, old + 60, 50),
+            ("a-recent", recent, recent + 60, 7)]
+    for attempt, dialing, ended, stg in rows:
+        execute(infomart_dsn, """INSERT INTO gidb_g_ocs_attempt (data_source_key, attempt_id, campaign_id, dialing_ts,
+                                        ended_ts, gsys_useq, stg_seq) VALUES (1, %s, 1, %s, %s, 1, %s)""",
+                (attempt, dialing, ended, stg))
+    execute(infomart_dsn, """INSERT INTO gidb_gc_campaign (data_source_key, id, created_ts, deleted_ts, gsys_useq, stg_seq)
+                             VALUES (1, 1, %s, %s, 1, 5), (1, 2, %s, NULL, 1, 5)""", (old - DAY, old, old))
+    execute(infomart_dsn, "UPDATE ctl_transform_hwm SET hwm_value = 10 WHERE hwm_name = 'ocs_stage_seq'")
+    cfg = make_config({"gim-etl": {"days-to-keep-gidb-facts": "14", "days-to-keep-cfg-facts": "14",
+                                   "days-to-keep-gim-facts": "14", "days-to-keep-active-facts": "30"}})
+    out = maint(infomart_dsn, cfg, {"steps": "purge"})
+    assert out.details["purge"]["gidb_g_ocs_attempt"]["rows"] == 1
+    assert {r[0] for r in q(infomart_dsn, "SELECT attempt_id FROM gidb_g_ocs_attempt")} == \
+        {"a-active", "a-unstaged", "a-recent"}
+    assert q(infomart_dsn, "SELECT id FROM gidb_gc_campaign") == [(2,)]
