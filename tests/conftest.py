@@ -9,6 +9,7 @@ other's rows and can run in parallel.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from psycopg import sql
 from gim_jobs.db.migrate import migrate
 
 REPO = Path(__file__).resolve().parents[1]
+_OWN_HOME = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,6 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
         home = Path(os.environ.get("TMPDIR", "/tmp")) / f"gim-test-home-{os.getpid()}"
         home.mkdir(parents=True, exist_ok=True)
         os.environ["GIM_HOME"] = str(home)
+        config.stash[_OWN_HOME] = home
     # Airflow reads its settings at import: point it at a private home (SQLite metadata) before any
     # test module imports it.
     from gim_jobs.airflow_env import airflow_env
@@ -41,6 +44,19 @@ def pytest_configure(config: pytest.Config) -> None:
         if key.startswith("AIRFLOW") or key == "PATH":
             os.environ[key] = value
     os.environ.setdefault("GIM_CONFIG", str(REPO / "config" / "gim.ini"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the embedded server that CLI tests started under the suite's own GIM_HOME (tests that
+    run ``gim`` without a DSN use the default embedded server) and remove that home."""
+    home = config.stash.get(_OWN_HOME, None)
+    if home is None:
+        return
+    from gim_jobs.db import embedded
+
+    if (home / "pg" / "postmaster.pid").exists():
+        embedded.stop_server(home / "pg")
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
