@@ -389,3 +389,24 @@ def test_period_keys():
     assert period_key(k, "MONTH", 900) == 1704067200
     assert period_key(1719792000 + 5, "QUARTER", 900) == 1719792000  # 2024-07-01
     assert period_key(1719792000 + 5, "YEAR", 900) == 1704067200
+
+
+def test_r24_subhour_aggregates_report_local_days_through_a_custom_calendar(mart, make_config):
+    """The aggregates are keyed by the GMT 15-minute date_time_key that every calendar table shares:
+    joining agt_*_subhr to a custom calendar groups them by local day. Here Asia/Tokyo, whose
+    midnight (15:00 UTC) cuts the simulated 10:00-16:00 UTC span, one GMT day, into two local days;
+    the totals equal the facts grouped by their Tokyo day."""
+    dsn, _idb, _cycle = mart
+    cfg = make_config({"date-time-tokyo": {"date-time-tz": "Asia/Tokyo", "date-time-table-name": "date_time_tokyo",
+                                        "date-time-start-year": "2023", "date-time-max-days-ahead": "1",
+                                        "date-time-min-days-ahead": "0"}})
+    assert run_job("maintain", infomart_dsn=dsn, config_path=cfg, params={"steps": "calendars"}).status == "COMPLETED"
+    with Aggregator(dsn, 15) as agg:
+        agg.ensure_tables()
+        agg.run_until_idle()
+    by_local_day = q(dsn, """SELECT c.cal_date, sum(a.offered) FROM agt_agent_subhr a
+                               JOIN date_time_tokyo c ON c.date_time_key = a.date_time_key GROUP BY 1 ORDER BY 1""")
+    facts = q(dsn, """SELECT (to_timestamp(f.start_ts) AT TIME ZONE 'Asia/Tokyo')::date, count(*)
+                        FROM interaction_resource_fact f JOIN resource_ r USING (resource_key)
+                       WHERE r.resource_type = 'Agent' GROUP BY 1 ORDER BY 1""")
+    assert by_local_day == facts and len(by_local_day) == 2
