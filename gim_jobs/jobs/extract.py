@@ -14,10 +14,14 @@ High-water mark
     are never used as marks, so a row written late with an old ``*_ts`` is not lost.
 
 Chunks, exactly once
-    A chunk is ``COPY (SELECT ... WHERE gsys_useq > hwm AND gsys_useq <= cap ORDER BY gsys_useq
-    FETCH FIRST extract-data-chunk-size ROWS WITH TIES) TO STDOUT (FORMAT BINARY)`` on the IDB (WITH
-    TIES: rows sharing a ``gsys_useq``, which ICON does not promise to be unique, are never split
-    between chunks). Into the Info Mart it goes one of two ways:
+    A chunk is the IDB rows of ``SELECT ... WHERE gsys_useq > hwm AND gsys_useq <= cap ORDER BY
+    gsys_useq FETCH FIRST extract-data-chunk-size ROWS WITH TIES`` (WITH TIES: rows sharing a
+    ``gsys_useq``, which ICON does not promise to be unique, are never split between chunks). In one
+    REPEATABLE READ snapshot of the IDB we take its bound and figures (row count, latest data time,
+    highest ``gsys_useq``) with that query, then stream its rows with ``COPY (SELECT ... WHERE
+    gsys_useq > hwm AND gsys_useq <= bound) TO STDOUT (FORMAT BINARY)``: the same rows, without a
+    sort. A thread reads the next chunk from the IDB while this one is written to the Info Mart
+    (nothing is committed by reading ahead). Into the Info Mart a chunk goes one of two ways:
 
     * straight into ``gidb_<table>`` with COPY (the staging columns' defaults supply
       ``data_source_key`` and the chunk's ``stg_seq``), inside a savepoint: the fast path while every
@@ -34,6 +38,14 @@ Chunks, exactly once
     ``synchronous_commit = off``: a commit lost in a server crash loses its rows and its mark
     together, and the rerun reads them again.) Tables this run grew by 10 % or more are ANALYZEd at
     the end, so the transform right after plans its joins on real statistics.
+
+Bulk loads
+    When a table's backlog is at least what its staging table holds (and ``DEFER_MIN_CHUNKS``
+    chunks), its secondary indexes are dropped before the load and rebuilt after it: one sort instead
+    of a random btree insert per row (``maybe_defer_indexes``). Each dropped index is recorded in
+    ``ctl_extract_deferred_index`` in the transaction that drops it; a run killed mid-load leaves the
+    record and the next run rebuilds the index before it reads anything. Rows and marks are written
+    exactly as without it. Run parameter ``defer_indexes=false`` turns it off.
 
 The concurrency gap, and the cap
     ``gsys_useq`` values are taken when a row is written but become visible when the writing IDB
@@ -65,8 +77,13 @@ Failures
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -86,6 +103,9 @@ DEFAULT_WAIT_SECONDS = 10.0
 # the transform takes it exclusively for an instant to read a staged-change bound below which every
 # row is committed (see gim_jobs.jobs.transform).
 STAGE_LOCK = 0x6715_7A6E
+# A table's backlog of at least this many chunks, and at least what the table holds, is a bulk load:
+# its secondary indexes are dropped for the load and rebuilt after it (009_etl_speed.sql).
+DEFER_MIN_CHUNKS = 2
 # Staging tables whose stg_seq index is BRIN (002_staging.sql).
 BRIN_TABLES = ("g_party_history", "g_agent_state_history", "g_agent_state_rc")
 IDB_SEQUENCE = "gsys_seq_gen"
@@ -270,6 +290,70 @@ class _Stream:
         return sql.SQL(" AND (") + sql.SQL(" OR ").join(sql.SQL(MEDIA_FILTER[r]) for r in self.roles) + sql.SQL(")")
 
 
+
+@dataclass
+class _Chunk:
+    lo: int
+    hi: int
+    n: int
+    max_ts: int | None
+    max_seq: int | None
+    data: bytes
+    started: datetime
+
+
+_DONE = object()
+
+
+@contextmanager
+def _prefetch(chunks: Iterator[_Chunk]) -> Iterator[Iterator[_Chunk]]:
+    """Run ``chunks`` one item ahead in a thread, so reading chunk k+1 from the IDB overlaps writing
+    chunk k to the Info Mart. At most two chunks are held in memory. Nothing is committed by the
+    reader: the high-water mark still advances only with the rows written. On exit (normal or not)
+    the reader is stopped and joined before the IDB connection is used again."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        try:
+            for ch in chunks:
+                if not put(ch):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    def consume() -> Iterator[_Chunk]:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    t = threading.Thread(target=reader, name="gim-extract-reader", daemon=True)
+    t.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        t.join()
+
+
 class _Extractor:
     def __init__(self, ctx: JobContext, mart: psycopg.Connection, staging: dict[str, list[tuple[str, str]]]):
         self.ctx = ctx
@@ -280,6 +364,9 @@ class _Extractor:
         self._upsert: dict[str, sql.Composed] = {}
         self.staged: dict[str, int] = {}
         self.direct: dict[str, bool] = {}
+        self.defer_indexes = bool(ctx.params.get("defer_indexes", True))
+        self.deferred: set[str] = set()
+        self.rebuilt: list[str] = []
 
     def prepare_session(self) -> None:
         """Temporary tables for every table, created in one transaction (DDL commits are not free)."""
@@ -313,88 +400,177 @@ class _Extractor:
         )
         self._temp_ready.add(spec.name)
 
-    def _copy_in(self, target: str, columns: list[str], data: list[bytes]) -> None:
+    def _copy_in(self, target: str, columns: list[str], data: bytes) -> None:
         stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             sql.Identifier(target), sql.SQL(", ").join(map(sql.Identifier, columns)))
         with self.mart.cursor().copy(stmt) as dst:
-            for block in data:
-                dst.write(block)
+            dst.write(data)  # the whole chunk in one call: a write per row costs more than the server's work
+
+    def _chunks(self, idb: psycopg.Connection, st: _Stream, cap: int) -> Iterator[_Chunk]:
+        """The chunks of a stream from its mark up to ``cap``, read from the IDB.
+
+        Each chunk is read in one REPEATABLE READ snapshot: first its bound and figures (row count,
+        latest data time, highest gsys_useq) over ``ORDER BY gsys_useq FETCH FIRST n ROWS WITH TIES``
+        (WITH TIES: rows sharing a gsys_useq, which ICON does not promise to be unique, are never
+        split between chunks), then its rows as the plain range ``(lo, hi]``, which needs no sort and
+        is the same set. Knowing the figures before the rows spares the Info Mart a pass over what it
+        just wrote.
+        """
+        spec = st.spec
+        stats = sql.SQL(
+            "SELECT count(*), max(te), max(gsys_useq) FROM (SELECT {te} AS te, gsys_useq FROM {t} "
+            "WHERE gsys_useq > %s AND gsys_useq <= %s{where} ORDER BY gsys_useq FETCH FIRST %s ROWS WITH TIES) x"
+        ).format(te=sql.SQL(spec.time_expr), t=sql.Identifier(spec.name), where=st.where)
+        select = sql.SQL(
+            "COPY (SELECT {cols} FROM {t} WHERE gsys_useq > %s AND gsys_useq <= %s{where}) TO STDOUT (FORMAT BINARY)"
+        ).format(cols=sql.SQL(", ").join(map(sql.Identifier, st.columns)), t=sql.Identifier(spec.name),
+                 where=st.where)
+        lo = st.hwm
+        while lo < cap:
+            started = datetime.now(UTC)
+            with idb.transaction():
+                idb.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                n, max_ts, max_seq = idb.execute(stats, (lo, cap, self.chunk_rows)).fetchone()
+                # a full chunk ends at its highest gsys_useq; a short one at the cap
+                hi = int(max_seq) if n >= self.chunk_rows else cap
+                buf = bytearray()
+                if n:
+                    with idb.cursor().copy(select, (lo, hi)) as src_copy:
+                        for block in src_copy:
+                            buf += block
+            yield _Chunk(lo, hi, n, max_ts, max_seq, bytes(buf), started)
+            lo = hi
 
     def run_stream(self, idb: psycopg.Connection, src: DataSource, dsk: int, st: _Stream, cap: int,
                    out: SourceOutcome) -> None:
+        """Copy one stream chunk by chunk; the next chunk is read from the IDB (in a thread) while
+        this one is written to the Info Mart, as the two servers work in parallel."""
         spec = st.spec
         self._ensure_temp(spec)
-        # WITH TIES: a chunk never splits rows sharing a gsys_useq (ICON does not promise uniqueness)
-        select = sql.SQL(
-            "COPY (SELECT {cols} FROM {t} WHERE gsys_useq > %s AND gsys_useq <= %s{where} "
-            "ORDER BY gsys_useq FETCH FIRST %s ROWS WITH TIES) TO STDOUT (FORMAT BINARY)"
-        ).format(
-            cols=sql.SQL(", ").join(map(sql.Identifier, st.columns)),
-            t=sql.Identifier(spec.name),
-            where=st.where,
-        )
-        tmp_stats = sql.SQL("SELECT count(*), max({te}), max(gsys_useq) FROM {tmp}").format(
-            te=sql.SQL(spec.time_expr), tmp=sql.Identifier(f"x_{spec.name}"))
-        direct_stats = sql.SQL("SELECT count(*), max({te}), max(gsys_useq) FROM {gidb} WHERE stg_seq = %s").format(
-            te=sql.SQL(spec.time_expr), gidb=sql.Identifier(f"gidb_{spec.name}"))
-        lo = st.hwm
-        while lo < cap:
-            started = self.mart.execute("SELECT clock_timestamp()").fetchone()[0]
-            with idb.cursor().copy(select, (lo, cap, self.chunk_rows)) as src_copy:
-                data = [bytes(b) for b in src_copy]
-            with self.mart.transaction():
-                self.mart.execute("SELECT pg_advisory_xact_lock_shared(%s)", (STAGE_LOCK,))
-                seq = self.mart.execute("SELECT nextval('gidb_stage_seq')").fetchone()[0]
-                self.mart.execute("SELECT set_config('gim.stg_seq', %s, true), set_config('gim.data_source_key', %s, true)",
-                                  (str(seq), str(dsk)))
-                done = False
-                if self.direct.get(spec.name, True):
-                    # Fast path: rows never staged before go straight in; a key already staged (an
-                    # update of an active row) sends this table to the upsert path for the run.
-                    try:
-                        with self.mart.transaction():
-                            self._copy_in(f"gidb_{spec.name}", st.columns, data)
-                        n, max_ts, max_seq = self.mart.execute(direct_stats, (seq,)).fetchone()
-                        changed, done = n, True
-                    except psycopg.errors.UniqueViolation:
-                        self.direct[spec.name] = False
-                if not done:
-                    self._copy_in(f"x_{spec.name}", st.columns, data)
-                    n, max_ts, max_seq = self.mart.execute(tmp_stats).fetchone()
-                    changed = self.mart.execute(self._upsert[spec.name]).rowcount if n else 0
-                hi = int(max_seq) if n >= self.chunk_rows else cap
-                for role in st.roles:
-                    self.mart.execute(
-                        """INSERT INTO ctl_extract_hwm AS h (data_source_key, table_name, role, hwm_useq, max_ts,
-                                                             row_count, job_id, updated)
-                           VALUES (%(dsk)s, %(t)s, %(role)s, %(hi)s, %(mts)s, %(n)s, %(job)s, now())
-                           ON CONFLICT (data_source_key, table_name, role) DO UPDATE
-                              SET hwm_useq = excluded.hwm_useq, max_ts = greatest(h.max_ts, excluded.max_ts),
-                                  row_count = h.row_count + excluded.row_count, job_id = excluded.job_id,
-                                  updated = excluded.updated""",
-                        {"dsk": dsk, "t": spec.name, "role": role, "hi": hi, "mts": max_ts, "n": n,
-                         "job": str(self.ctx.job_id)},
-                    )
+        with _prefetch(self._chunks(idb, st, cap)) as chunks:
+            for ch in chunks:
+                changed = self._write_chunk(src, dsk, st, ch)
+                out.rows += ch.n
+                out.chunks += 1
+                self.staged[spec.name] = self.staged.get(spec.name, 0) + changed
+                if ch.n:
+                    self.ctx.log.debug("%s %s: %d rows (%d staged) useq (%d, %d]", src.name, spec.name, ch.n,
+                                       changed, ch.lo, ch.hi)
+                self.ctx.check_stop()
+                if ch.n:
+                    self.ctx.pause()
+
+    def _write_chunk(self, src: DataSource, dsk: int, st: _Stream, ch: _Chunk) -> int:
+        """One chunk's rows, mark advance and history row in one Info Mart transaction; returns the
+        number of staged rows it inserted or replaced."""
+        spec = st.spec
+        with self.mart.transaction():
+            self.mart.execute("SELECT pg_advisory_xact_lock_shared(%s)", (STAGE_LOCK,))
+            seq = self.mart.execute("SELECT nextval('gidb_stage_seq')").fetchone()[0]
+            self.mart.execute("SELECT set_config('gim.stg_seq', %s, true), set_config('gim.data_source_key', %s, true)",
+                              (str(seq), str(dsk)))
+            changed = 0
+            done = not ch.n
+            if not done and self.direct.get(spec.name, True):
+                # Fast path: rows never staged before go straight in; a key already staged (an
+                # update of an active row) sends this table to the upsert path for the run.
+                try:
+                    with self.mart.transaction():
+                        self._copy_in(f"gidb_{spec.name}", st.columns, ch.data)
+                    changed, done = ch.n, True
+                except psycopg.errors.UniqueViolation:
+                    self.direct[spec.name] = False
+            if not done:
+                self._copy_in(f"x_{spec.name}", st.columns, ch.data)
+                changed = self.mart.execute(self._upsert[spec.name]).rowcount
+            for role in st.roles:
                 self.mart.execute(
-                    """INSERT INTO ctl_extract_history (data_source_key, dap_name, data_source_type, table_name,
-                              role, job_id, job_name, job_version, extract_start_time, extract_end_time,
-                              max_time, max_ts, row_count, hwm_from, hwm_to, max_seq)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(),
-                               to_timestamp(%s) AT TIME ZONE 'UTC', %s, %s, %s, %s, %s)""",
-                    (dsk, src.name, DATA_SOURCE_TYPE[st.roles[0]], spec.name, ",".join(st.roles),
-                     str(self.ctx.job_id), self.ctx.job.name, __version__, started, max_ts, max_ts, n, lo, hi,
-                     max_seq),
+                    """INSERT INTO ctl_extract_hwm AS h (data_source_key, table_name, role, hwm_useq, max_ts,
+                                                         row_count, job_id, updated)
+                       VALUES (%(dsk)s, %(t)s, %(role)s, %(hi)s, %(mts)s, %(n)s, %(job)s, now())
+                       ON CONFLICT (data_source_key, table_name, role) DO UPDATE
+                          SET hwm_useq = excluded.hwm_useq, max_ts = greatest(h.max_ts, excluded.max_ts),
+                              row_count = h.row_count + excluded.row_count, job_id = excluded.job_id,
+                              updated = excluded.updated""",
+                    {"dsk": dsk, "t": spec.name, "role": role, "hi": ch.hi, "mts": ch.max_ts, "n": ch.n,
+                     "job": str(self.ctx.job_id)},
                 )
-            out.rows += n
-            out.chunks += 1
-            self.staged[spec.name] = self.staged.get(spec.name, 0) + changed
-            if n:
-                self.ctx.log.debug("%s %s: %d rows (%d staged) useq (%d, %d]", src.name, spec.name, n,
-                                   changed, lo, hi)
-            lo = hi
-            self.ctx.check_stop()
-            if n:
-                self.ctx.pause()
+            self.mart.execute(
+                """INSERT INTO ctl_extract_history (data_source_key, dap_name, data_source_type, table_name,
+                          role, job_id, job_name, job_version, extract_start_time, extract_end_time,
+                          max_time, max_ts, row_count, hwm_from, hwm_to, max_seq)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(),
+                           to_timestamp(%s) AT TIME ZONE 'UTC', %s, %s, %s, %s, %s)""",
+                (dsk, src.name, DATA_SOURCE_TYPE[st.roles[0]], spec.name, ",".join(st.roles),
+                 str(self.ctx.job_id), self.ctx.job.name, __version__, ch.started, ch.max_ts, ch.max_ts, ch.n,
+                 ch.lo, ch.hi, ch.max_seq),
+            )
+        return changed
+
+    def restore_indexes(self) -> list[str]:
+        """Rebuild every index a bulk load dropped (this run's, or those of a run killed mid-load),
+        each with the deletion of its ``ctl_extract_deferred_index`` row in one transaction."""
+        rows = self.mart.execute(
+            "SELECT index_name, table_name, definition FROM ctl_extract_deferred_index ORDER BY table_name, index_name"
+        ).fetchall()
+        for name, table, definition in rows:
+            t = time.perf_counter()
+            with self.mart.transaction():
+                if self.mart.execute("SELECT to_regclass(%s)", (f"public.{name}",)).fetchone()[0] is None:
+                    self.mart.execute(definition)
+                self.mart.execute("DELETE FROM ctl_extract_deferred_index WHERE index_name = %s", (name,))
+            self.ctx.log.info("rebuilt index %s of %s in %.1f s", name, table, time.perf_counter() - t)
+            self.rebuilt.append(name)
+        self.deferred.clear()
+        return [r[0] for r in rows]
+
+    def maybe_defer_indexes(self, idb: psycopg.Connection, spec: TableSpec, hwm: int, cap: int) -> None:
+        """Drop the secondary indexes of ``gidb_<table>`` for this run when its backlog is a bulk load.
+
+        Maintaining an index row by row costs a random btree insert per row; building it once after
+        the load costs one sort. That pays when the backlog is at least what the table already holds
+        (and a few chunks): a first load, a catch-up. The count stops at that threshold, so a small
+        increment on a big mart costs a short index scan. Unique indexes (the primary key detects
+        already staged rows) and the stg_seq index (the transform's change scan; cheap to keep, as a
+        chunk shares one value) stay. If a concurrent transform holds the table, the load runs with
+        its indexes rather than wait.
+        """
+        if not self.defer_indexes or spec.name in self.deferred:
+            return
+        table = f"gidb_{spec.name}"
+        held = self.mart.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                                 (table,)).fetchone()[0]
+        if held < 0:  # never vacuumed or analyzed: count (such a table is young, hence small)
+            held = self.mart.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+        threshold = max(DEFER_MIN_CHUNKS * self.chunk_rows, int(held))
+        backlog = idb.execute(
+            sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} WHERE gsys_useq > %s AND gsys_useq <= %s LIMIT %s) x")
+            .format(sql.Identifier(spec.name)), (hwm, cap, threshold)).fetchone()[0]
+        if backlog < threshold:
+            return
+        indexes = self.mart.execute(
+            """SELECT c.relname, pg_get_indexdef(i.indexrelid)
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                WHERE i.indrelid = %s::regclass AND NOT i.indisunique AND NOT i.indisprimary
+                  AND pg_get_indexdef(i.indexrelid, 1, true) <> 'stg_seq'
+                ORDER BY 1""", (table,)).fetchall()
+        if not indexes:
+            self.deferred.add(spec.name)
+            return
+        try:
+            with self.mart.transaction():
+                self.mart.execute("SET LOCAL lock_timeout = '2s'")
+                for name, definition in indexes:
+                    self.mart.execute(
+                        """INSERT INTO ctl_extract_deferred_index (index_name, table_name, definition, job_id)
+                           VALUES (%s, %s, %s, %s)""", (name, table, definition, str(self.ctx.job_id)))
+                    self.mart.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        except psycopg.errors.LockNotAvailable:
+            self.ctx.log.info("%s is in use: loading its backlog with its indexes", table)
+            return
+        self.deferred.add(spec.name)
+        self.ctx.log.info("bulk load of %s (%s+ rows): indexes %s rebuilt after it", table, f"{backlog:,}",
+                          ", ".join(n for n, _ in indexes))
 
     def analyze_changed(self) -> None:
         """Summarize new BRIN ranges of the tables this run wrote, and ANALYZE the ones it grew by
@@ -460,6 +636,7 @@ class _Extractor:
                 groups: dict[int, list[str]] = {}
                 for r in roles:
                     groups.setdefault(hwms.get((spec.name, r), 0), []).append(r)
+                self.maybe_defer_indexes(idb, spec, min(groups), cap)
                 for hwm, group in sorted(groups.items()):
                     self.run_stream(idb, src, dsk, _Stream(spec, tuple(group), cols, hwm), cap, out)
 
@@ -471,32 +648,40 @@ def run(ctx: JobContext) -> JobResult:
     with connect(ctx.infomart_dsn, autocommit=True, app="gim-extract") as mart:
         # A commit lost in a server crash loses its chunk and its mark together: the rerun reads again.
         mart.execute("SET synchronous_commit = off")
+        # index builds after a bulk load (the server's default is 64 MB)
+        mart.execute("SET maintenance_work_mem = '256MB'")
         staging = staging_columns(mart)
         ex = _Extractor(ctx, mart, staging)
         ex.prepare_session()
-        for src in ctx.sources:
-            out = SourceOutcome(src.name)
-            outcomes.append(out)
-            try:
-                ex.run_source(src, wait_seconds, out)
-            except JobStopped:
-                raise
-            except SourceError as exc:
-                out.error = str(exc)
-            except psycopg.Error as exc:
-                if mart.closed or mart.broken:
+        ex.restore_indexes()  # left by a run killed mid-load
+        try:
+            for src in ctx.sources:
+                out = SourceOutcome(src.name)
+                outcomes.append(out)
+                try:
+                    ex.run_source(src, wait_seconds, out)
+                except JobStopped:
                     raise
-                mart.rollback()
-                out.error = f"data source {src.name!r} ({redact(src.dsn)}): {type(exc).__name__}: {exc}".strip()
-            if out.error:
-                ctx.log.error("%s", out.error)
+                except SourceError as exc:
+                    out.error = str(exc)
+                except psycopg.Error as exc:
+                    if mart.closed or mart.broken:
+                        raise
+                    mart.rollback()
+                    out.error = f"data source {src.name!r} ({redact(src.dsn)}): {type(exc).__name__}: {exc}".strip()
+                if out.error:
+                    ctx.log.error("%s", out.error)
+        finally:
+            if ex.deferred and not (mart.closed or mart.broken):
+                ex.restore_indexes()
         ex.analyze_changed()
     rows = sum(o.rows for o in outcomes)
     details = {
         "sources": {
             o.name: {"rows": o.rows, "chunks": o.chunks, "cap": o.cap, "held_by": o.held_by, "error": o.error}
             for o in outcomes
-        }
+        },
+        "rebuilt_indexes": ex.rebuilt,
     }
     failed = [o for o in outcomes if o.error]
     if failed:

@@ -339,3 +339,80 @@ def test_r18_postgres_restart_mid_extract_loses_and_doubles_nothing(tmp_path, ma
         if "proc" in locals() and proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         embedded.stop_server(pgdata)
+
+
+def _indexes(dsn: str) -> list[tuple]:
+    return q(dsn, """SELECT tablename, indexname, indexdef FROM pg_indexes
+                      WHERE schemaname = 'public' AND starts_with(tablename, 'gidb_') ORDER BY 1, 2""")
+
+
+def _calls(idb: Idb, n: int) -> None:
+    idb.config()
+    idb.session("ls11", 11, T0 - 60)
+    for i in range(n):
+        idb.answered_call(str(i), T0 + 200 * i)
+
+
+def test_bulk_load_without_secondary_indexes_stages_exactly_what_the_normal_path_does(
+        infomart_dsn, new_database, idb, cfg):
+    """A backlog of >= 2 chunks on an empty staging table is loaded with its secondary indexes
+    dropped and rebuilt after: same rows (stg_id, stg_seq included), marks and history as with
+    defer_indexes=false, and the same indexes at the end."""
+    _calls(idb, 30)  # 270 party-history rows: >= 2 chunks of 100
+    plain = new_database("im_plain")
+    migrate(plain, "infomart")
+    bulk = extract(infomart_dsn, DataSource("idb", idb.dsn), cfg=cfg)
+    normal = extract(plain, DataSource("idb", idb.dsn), cfg=cfg, defer_indexes=False)
+    assert "gidb_g_party_history_party" in bulk.details["rebuilt_indexes"]
+    assert normal.details["rebuilt_indexes"] == []
+    assert bulk.rows == normal.rows
+    for table in ("g_ir", "g_call", "g_party", "g_party_history", "g_login_session", "g_agent_state_history"):
+        assert q(infomart_dsn, f"SELECT * FROM gidb_{table} ORDER BY stg_id") == \
+            q(plain, f"SELECT * FROM gidb_{table} ORDER BY stg_id"), table
+    control = ("SELECT table_name, role, hwm_from, hwm_to, max_seq, max_ts, row_count FROM ctl_extract_history "
+               "ORDER BY id")
+    assert q(infomart_dsn, control) == q(plain, control)
+    assert q(infomart_dsn, "SELECT table_name, role, hwm_useq, max_ts, row_count FROM ctl_extract_hwm ORDER BY 1, 2") \
+        == q(plain, "SELECT table_name, role, hwm_useq, max_ts, row_count FROM ctl_extract_hwm ORDER BY 1, 2")
+    assert _indexes(infomart_dsn) == _indexes(plain)
+    assert one(infomart_dsn, "SELECT count(*) FROM ctl_extract_deferred_index") == 0
+    # an increment smaller than what is staged keeps the indexes
+    idb.answered_call("late", T0 + 9000)
+    again = extract(infomart_dsn, DataSource("idb", idb.dsn), cfg=cfg)
+    assert again.details["rebuilt_indexes"] == [] and again.rows > 0
+
+
+def test_r18_indexes_a_killed_bulk_load_dropped_are_rebuilt_by_the_rerun(infomart_dsn, idb, make_config):
+    """SIGKILL in the middle of a bulk load leaves its deferred indexes recorded; the next run
+    rebuilds them before reading, and stages every row exactly once."""
+    with psycopg.connect(idb.dsn) as c:
+        c.execute("""INSERT INTO g_party_history (id, partyid, callid, media_type, changetype, added_ts)
+                     SELECT g, 'p' || (g / 5), 'c', 'voice', 1 + g %% 6, %s + g FROM generate_series(1, 2000) g""",
+                  (T0,))
+    before = _indexes(infomart_dsn)
+    slow = make_config({"gim-etl": {"extract-data-chunk-size": "100", "job-test-delay-seconds": "0.3"}},
+                       name="slow.ini")
+    code = ("import sys; from gim_jobs.control import run_job; from gim_jobs.db.connect import DataSource; "
+            "run_job('extract', infomart_dsn=sys.argv[1], sources=[DataSource('idb', sys.argv[2])], "
+            "config_path=sys.argv[3])")
+    proc = subprocess.Popen([sys.executable, "-c", code, infomart_dsn, idb.dsn, str(slow)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while one(infomart_dsn, "SELECT count(*) FROM ctl_extract_history WHERE table_name = 'g_party_history'") < 3:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    assert q(infomart_dsn, "SELECT index_name FROM ctl_extract_deferred_index") == [("gidb_g_party_history_party",)]
+    assert _indexes(infomart_dsn) != before
+    out = extract(infomart_dsn, DataSource("idb", idb.dsn), cfg=make_config({"gim-etl": {"extract-data-chunk-size": "100"}}))
+    assert out.status == "COMPLETED"
+    assert "gidb_g_party_history_party" in out.details["rebuilt_indexes"]
+    assert _indexes(infomart_dsn) == before
+    assert one(infomart_dsn, "SELECT count(*) FROM ctl_extract_deferred_index") == 0
+    assert staged_rows(infomart_dsn, "g_party_history", 1, idb.dsn) == idb_rows(idb.dsn, "g_party_history")
+    assert one(infomart_dsn, "SELECT sum(row_count) FROM ctl_extract_history WHERE table_name = 'g_party_history'") == 2000
