@@ -101,10 +101,15 @@ class W(str):
     __slots__ = ()
 
 
-def _upsert(table: str, cols: list[str], conflict: str, select: str, keep: tuple[str, ...] = ()) -> W:
+def _upsert(table: str, cols: list[str], conflict: str, select: str, keep: tuple[str, ...] = (),
+            key_order: bool = False) -> W:
     """INSERT ... SELECT ... ON CONFLICT DO UPDATE that only touches rows whose values changed.
 
     ``cols`` ends with create_audit_key, update_audit_key; ``keep`` are columns never updated (keys).
+    ``key_order`` sorts the rows by the first column (the fact key, which leads the primary key) before
+    writing: fact keys come from staging row ids, which grow with time, so the primary-key inserts
+    of a chunk land on the index's right edge in order instead of all over it (a quarter less time
+    when inserting 200k state facts in a test).
     """
     skip = set(keep) | {c.strip() for c in conflict.split(",")} | {"create_audit_key", "update_audit_key"}
     cmp = [c for c in cols if c not in skip]
@@ -112,9 +117,27 @@ def _upsert(table: str, cols: list[str], conflict: str, select: str, keep: tuple
     old = ", ".join(f"t.{c}" for c in cmp)
     new = ", ".join(f"excluded.{c}" for c in cmp)
     return W(
-        f"INSERT INTO {table} AS t ({', '.join(cols)}) {select} "
+        f"INSERT INTO {table} AS t ({', '.join(cols)}) {select}{' ORDER BY 1' if key_order else ''} "
         f"ON CONFLICT ({conflict}) DO UPDATE SET {sets} WHERE ({old}) IS DISTINCT FROM ({new})"
     )
+
+
+def _recorded(table: str, delete: str, interaction_start: str | None = None) -> str:
+    """``delete`` (a ``DELETE FROM <table> f ...``) that also records the span of every fact it
+    deletes in ``ctl_fact_deleted`` with this transaction's audit key: a deleted fact leaves no row
+    whose audit key would tell Job_AggregateGIM which intervals to re-aggregate. For IRF rows
+    ``interaction_start`` (an expression over the DELETE's other tables) adds the interaction's start,
+    the interval H_ID counts them in."""
+    extra = f", {interaction_start} AS ixn_start" if interaction_start else ""
+    # the spans the aggregation queues for a changed fact (hierarchies.FACT_SPANS): an interaction
+    # counts at its start only
+    end = "start_ts" if table == "interaction_fact" else "coalesce(end_ts, start_ts)"
+    spans = f"SELECT start_ts, {end} FROM d"
+    if interaction_start:
+        spans += " UNION SELECT ixn_start, ixn_start FROM d"
+    return (f"WITH d AS ({delete} RETURNING f.start_ts, f.end_ts{extra}) "
+            f"INSERT INTO ctl_fact_deleted (audit_key, table_name, start_ts, end_ts) "
+            f"SELECT %(audit)s, '{table}', s.* FROM ({spans}) s")
 
 
 def _win(expr: str) -> str:
@@ -604,15 +627,18 @@ INTERACTIONS = [
        SELECT f.interaction_id FROM t_rs s
          JOIN interaction_fact f ON f.data_source_key = s.dsk AND f.media_server_ixn_guid = s.root
         WHERE s.status = 'discard'""",
-    W("DELETE FROM interaction_resource_fact f USING t_gone g WHERE f.interaction_id = g.interaction_id"),
-    W("DELETE FROM interaction_fact f USING t_gone g WHERE f.interaction_id = g.interaction_id"),
+    # (every fact deleted leaves its span in ctl_fact_deleted: the aggregation re-aggregates it)
+    W(_recorded("interaction_resource_fact",
+                "DELETE FROM interaction_resource_fact f USING t_gone g WHERE f.interaction_id = g.interaction_id")),
+    W(_recorded("interaction_fact",
+                "DELETE FROM interaction_fact f USING t_gone g WHERE f.interaction_id = g.interaction_id")),
     _upsert(
         "interaction_fact", _IF_COLS, "data_source_key, media_server_ixn_guid, start_date_time_key",
         """SELECT interaction_id, dsk, tenant_id, media_type_key, interaction_type_key, irid, root_irid,
                   source_address, target_address, subject, status, start_ts, end_ts, start_ts - mod(start_ts, 900),
                   end_ts - mod(end_ts, 900), (end_ts IS NULL)::int, %(audit)s, %(audit)s
              FROM t_if""",
-        keep=("interaction_id",),
+        keep=("interaction_id",), key_order=True,
     ),
     "INSERT INTO t_days SELECT start_ts, true FROM t_if UNION ALL SELECT end_ts, false FROM t_if",
     # the agent / mediation parties of the interactions written
@@ -729,11 +755,11 @@ INTERACTIONS = [
     "ANALYZE t_irf",
     # staged parties that no longer make an IRF (e.g. moved to another interaction): remove their
     # IRFs; an IRF whose party is no longer staged (purged) is kept as it is
-    W("""DELETE FROM interaction_resource_fact f USING t_p p, t_if i
+    W(_recorded("interaction_resource_fact", """DELETE FROM interaction_resource_fact f USING t_p p, t_if i
         WHERE i.dsk = p.data_source_key AND i.irid = p.root_irid
           AND f.data_source_key = p.data_source_key AND f.party_guid = p.partyid
           AND NOT EXISTS (SELECT 1 FROM t_irf x WHERE x.data_source_key = f.data_source_key
-                                                  AND x.partyid = f.party_guid)"""),
+                                                  AND x.partyid = f.party_guid)""", interaction_start="i.start_ts")),
     _upsert(
         "interaction_resource_fact", _IRF_COLS, "data_source_key, party_guid, start_date_time_key",
         """SELECT stg_id, interaction_id, data_source_key, tenant_id, media_type_key, interaction_type_key,
@@ -742,7 +768,7 @@ INTERACTIONS = [
                   ring_n, talk_n, hold_n, acw_n, consult_flag, conference_flag, transfer_flag, active_flag,
                   %(audit)s, %(audit)s
              FROM t_irf""",
-        keep=("interaction_resource_id",),
+        keep=("interaction_resource_id",), key_order=True,
     ),
     "INSERT INTO t_days SELECT start_ts, true FROM t_irf UNION ALL SELECT end_ts, false FROM t_irf",
 ]
@@ -853,20 +879,31 @@ SESSIONS = [
     "ANALYZE t_sf",
     # state facts of these sessions that no longer exist (discarded rows or sessions)
     "CREATE TEMP TABLE t_sfgone (data_source_key int, party_guid text) ON COMMIT DROP",
+    # (the existing state facts of these sessions from ``from_ts`` are listed first, through the
+    # session index: in one DELETE the planner anti-joined the whole fact table with t_sf before
+    # joining t_s, a full scan of sm_res_state_fact per chunk that grew with the mart)
+    """CREATE TEMP TABLE t_sfold ON COMMIT DROP AS
+       SELECT f.sm_res_state_fact_key AS k, f.start_date_time_key AS sdtk, f.data_source_key, f.source_id,
+              s.lsid, s.from_ts, s.bad
+         FROM t_s s JOIN sm_res_state_fact f ON f.data_source_key = s.data_source_key AND f.login_session_guid = s.lsid
+        -- = "f.start_ts >= s.from_ts OR s.bad IS NOT NULL", written so the index bounds start_ts too
+        WHERE f.start_ts >= CASE WHEN s.bad IS NOT NULL THEN (-9223372036854775807)::bigint ELSE s.from_ts END""",
+    "ANALYZE t_sfold",
     W("""WITH d AS (
-           DELETE FROM sm_res_state_fact f USING t_s s
-            WHERE f.data_source_key = s.data_source_key AND f.login_session_guid = s.lsid
-              AND (f.start_ts >= s.from_ts OR s.bad IS NOT NULL)
-              AND NOT EXISTS (SELECT 1 FROM t_sf x WHERE x.k = f.sm_res_state_fact_key)
-              AND (s.bad IS NOT NULL
-                   OR (f.source_id IS NULL AND s.from_ts = 0 AND NOT EXISTS (SELECT 1 FROM t_sp WHERE t_sp.data_source_key = s.data_source_key
-                                                                               AND t_sp.lsid = s.lsid))
-                   OR EXISTS (SELECT 1 FROM t_a a WHERE a.data_source_key = f.data_source_key AND a.id = f.source_id))
-           RETURNING f.data_source_key, f.party_guid)
-       INSERT INTO t_sfgone SELECT * FROM d WHERE party_guid IS NOT NULL"""),
+           DELETE FROM sm_res_state_fact f USING t_sfold o
+            WHERE f.sm_res_state_fact_key = o.k AND f.start_date_time_key = o.sdtk
+              AND NOT EXISTS (SELECT 1 FROM t_sf x WHERE x.k = o.k)
+              AND (o.bad IS NOT NULL
+                   OR (o.source_id IS NULL AND o.from_ts = 0 AND NOT EXISTS (SELECT 1 FROM t_sp WHERE t_sp.data_source_key = o.data_source_key
+                                                                               AND t_sp.lsid = o.lsid))
+                   OR EXISTS (SELECT 1 FROM t_a a WHERE a.data_source_key = o.data_source_key AND a.id = o.source_id))
+           RETURNING f.data_source_key, f.party_guid, f.start_ts, f.end_ts),
+       recorded AS (INSERT INTO ctl_fact_deleted (audit_key, table_name, start_ts, end_ts)
+                    SELECT %(audit)s, 'sm_res_state_fact', start_ts, coalesce(end_ts, start_ts) FROM d)
+       INSERT INTO t_sfgone SELECT data_source_key, party_guid FROM d WHERE party_guid IS NOT NULL"""),
     "ANALYZE t_sfgone",
-    W("""DELETE FROM sm_res_session_fact f USING t_s s
-        WHERE f.data_source_key = s.data_source_key AND f.login_session_guid = s.lsid AND s.bad IS NOT NULL"""),
+    W(_recorded("sm_res_session_fact", """DELETE FROM sm_res_session_fact f USING t_s s
+        WHERE f.data_source_key = s.data_source_key AND f.login_session_guid = s.lsid AND s.bad IS NOT NULL""")),
     _upsert(
         "sm_res_state_fact", _STATE_COLS, "sm_res_state_fact_key, start_date_time_key",
         f"""SELECT x.k, x.data_source_key, r.tenant_key, {AGENT_BASE} + x.agent_id, mt.media_type_key, x.state,
@@ -877,6 +914,7 @@ SESSIONS = [
               JOIN media_type mt ON mt.media_name_code = upper(x.media_type)
               LEFT JOIN resource_ r ON r.resource_key = {AGENT_BASE} + x.agent_id
               LEFT JOIN resource_state_reason rr ON x.state = 2 AND rr.reason_code = x.reason_code""",
+        key_order=True,
     ),
     _upsert(
         "sm_res_session_fact", _SESSION_COLS, "data_source_key, login_session_guid, start_date_time_key",
@@ -887,7 +925,7 @@ SESSIONS = [
               JOIN media_type mt ON mt.media_name_code = upper(s.media_type)
               LEFT JOIN resource_ r ON r.resource_key = {AGENT_BASE} + s.agent_id
              WHERE s.bad IS NULL""",
-        keep=("sm_res_session_fact_key",),
+        keep=("sm_res_session_fact_key",), key_order=True,
     ),
     """INSERT INTO t_days SELECT start_ts, true FROM t_sf UNION ALL SELECT end_ts, false FROM t_sf
        UNION ALL SELECT login_ts, true FROM t_s WHERE bad IS NULL
@@ -1025,11 +1063,13 @@ class _Run:
         return batch
 
     def run_batch(self, batch: dict[str, Any], done: int) -> None:
-        windows = [
-            int(w) for (w,) in self.conn.execute(
-                "SELECT DISTINCT win FROM stg_transform_work WHERE win > %s ORDER BY win", (done,)
+        kinds = {
+            int(w): set(k) for (w, k) in self.conn.execute(
+                "SELECT win, array_agg(DISTINCT kind) FROM stg_transform_work WHERE win > %s GROUP BY win ORDER BY win",
+                (done,),
             ).fetchall()
-        ]
+        }
+        windows = sorted(kinds)
         finish = (
             """UPDATE ctl_transform_hwm SET hwm_value = %(hi)s, hwm_value2 = NULL, pending_bound = NULL,
                       batch = NULL, updated = now() WHERE hwm_name = %(name)s;""",
@@ -1042,7 +1082,11 @@ class _Run:
             return
         for i, win in enumerate(windows):
             last = i == len(windows) - 1
-            statements = CONFIG if win == WIN_CONFIG else INTERACTIONS + SESSIONS
+            # a window's interaction (kind 1) or session (kind 2) statements only when it has such units:
+            # over an empty t_root or t_s they write nothing, and a cycle on a busy mart has many
+            # windows holding a few sessions only (~35 statements each saved)
+            statements = CONFIG if win == WIN_CONFIG else (
+                (INTERACTIONS if 1 in kinds[win] else []) + (SESSIONS if 2 in kinds[win] else []))
             upd = finish if last else (
                 "UPDATE ctl_transform_hwm SET hwm_value2 = %(w)s, updated = now() WHERE hwm_name = %(name)s",
                 {"w": win},
@@ -1086,6 +1130,15 @@ def run(ctx: JobContext) -> JobResult:
         # Incremental chunks are index probes into recently written (cached) rows: cost them as on SSD,
         # or the planner prefers scanning whole staging / fact tables, which grow with the mart.
         conn.execute("SET random_page_cost = 1.1")
+        # A chunk runs ~60 short statements: JIT compiling them costs more than it saves (PostgreSQL
+        # compiles any plan over jit_above_cost, and a bulk window's plans all are).
+        conn.execute("SET jit = off")
+        # The window-function sorts and hashes of a bulk window (tens of thousands of parties and
+        # their history) spill to disk at the 4 MB default.
+        conn.execute("SET work_mem = '64MB'")
+        # The per-chunk temporary tables of a bulk window hold tens of MB: with the 8 MB default they
+        # are written out and read back (must be set before the session's first temporary table).
+        conn.execute("SET temp_buffers = '256MB'")
         r = _Run(ctx, conn)
         st = r.state()
         if st.pending_bound is not None and st.batch:

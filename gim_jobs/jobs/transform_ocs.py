@@ -70,10 +70,8 @@ _CAF_COLS = [
     "talk_duration", "active_flag", "create_audit_key", "update_audit_key",
 ]
 
-DELETE_BAD = W("""DELETE FROM contact_attempt_fact f USING t_oa a
-    WHERE a.bad IS NOT NULL AND f.data_source_key = a.data_source_key AND f.attempt_guid = a.attempt_id""")
-# With ctl_fact_deleted (migration 012), the span of a deleted fact is recorded for the aggregation.
-DELETE_BAD_RECORDED = W("""WITH d AS (
+# The span of a deleted fact is recorded (ctl_fact_deleted) for the aggregation to re-aggregate.
+DELETE_BAD = W("""WITH d AS (
         DELETE FROM contact_attempt_fact f USING t_oa a
          WHERE a.bad IS NOT NULL AND f.data_source_key = a.data_source_key AND f.attempt_guid = a.attempt_id
         RETURNING f.start_ts, coalesce(f.end_ts, f.start_ts) AS end_ts)
@@ -245,8 +243,7 @@ def run(r: Any) -> None:
         conn.execute("UPDATE ctl_transform_hwm SET hwm_value = %s, updated = now() WHERE hwm_name = %s",
                      (bound, HWM_NAME))
         return
-    recorded = conn.execute("SELECT to_regclass('ctl_fact_deleted') IS NOT NULL").fetchone()[0]
-    statements = [DELETE_BAD_RECORDED if recorded and stmt is DELETE_BAD else stmt for stmt in CHUNK]
+    statements = CHUNK
     written = 0
     for lo, hi in ranges:
         started = conn.execute("SELECT clock_timestamp()").fetchone()[0]

@@ -311,6 +311,34 @@ def test_group_membership_change_reaggregates_the_group_hierarchies_from_its_tim
     assert table_dump(dsn) == incremental
 
 
+def test_facts_deleted_by_the_transform_are_taken_out_of_the_aggregates(mart):
+    """Interactions found malformed after they were aggregated lose their facts in the next ETL
+    cycle; the intervals those facts counted in are re-aggregated (ctl_fact_deleted), so every
+    level again equals the facts and a rebuild."""
+    dsn, idb, cycle = mart
+    with Aggregator(dsn, 15) as agg:
+        agg.ensure_tables()
+        agg.run_until_idle()
+        victims = [r[0] for r in q(dsn, """SELECT party_guid FROM interaction_resource_fact f JOIN resource_ r
+                                            USING (resource_key) WHERE r.resource_type = 'Agent' AND f.end_ts IS NOT NULL
+                                            ORDER BY f.start_ts LIMIT 5""")]
+        offered = q(dsn, "SELECT sum(offered) FROM agt_agent_day")[0][0]
+        with psycopg.connect(idb, autocommit=True) as conn:
+            conn.execute("UPDATE g_party SET terminated_ts = created_ts - 60 WHERE partyid = ANY(%s)", (victims,))
+        cycle()
+        assert q(dsn, "SELECT count(*) FROM interaction_resource_fact WHERE party_guid = ANY(%s)", (victims,)) == [(0,)]
+        agg.run_until_idle()
+    assert q(dsn, "SELECT sum(offered) FROM agt_agent_day")[0][0] < offered
+    assert_consistent(dsn)
+    incremental = table_dump(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM ctl_aggregate_hierarchy")
+    with Aggregator(dsn, 15) as agg:
+        agg.ensure_tables()
+        agg.run_until_idle()
+    assert table_dump(dsn) == incremental
+
+
 def test_reaggregation_refuses_days_outside_date_time_and_purged_facts(mart):
     dsn, _idb, _cycle = mart
     with pytest.raises(BadRequest, match="not in the date_time calendar"):

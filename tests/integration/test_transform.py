@@ -426,3 +426,28 @@ def test_transform_while_extraction_runs_ends_like_a_clean_cycle(infomart_dsn, i
     assert runs >= 3
     run_job("transform", infomart_dsn=infomart_dsn, sources=src, config_path=make_config())
     _compare(infomart_dsn, clean, skip=("ctl_transform_hwm",))  # (its value: more extraction chunks)
+
+
+def test_deleted_facts_leave_their_spans_for_the_aggregation(infomart_dsn, idb, cfg):
+    """An interaction transformed in one cycle and found malformed in the next loses its facts; each
+    deleted fact's span is recorded in ctl_fact_deleted with that cycle's audit key, so
+    Job_AggregateGIM re-aggregates the intervals it counted in (nothing else carries that key)."""
+    idb.session("ls11", 11, T0 - 100)
+    idb.answered_call("gone", T0, lsid=None)
+    idb.answered_call("kept", T0 + 1800, lsid=None)
+    cycle(infomart_dsn, idb, cfg)
+    was = ifact(infomart_dsn, "irgone")
+    parties = q(infomart_dsn, "SELECT start_ts, coalesce(end_ts, start_ts) FROM interaction_resource_fact "
+                              "WHERE media_server_ixn_guid = 'irgone' ORDER BY 1, 2")
+    assert was is not None and parties
+    assert one(infomart_dsn, "SELECT count(*) FROM ctl_fact_deleted") == 0
+    idb.x("UPDATE g_party SET terminated_ts = created_ts - 60 WHERE partyid = 'pgonea'")
+    cycle(infomart_dsn, idb, cfg)
+    assert ifact(infomart_dsn, "irgone") is None and ifact(infomart_dsn, "irkept") is not None
+    recorded = q(infomart_dsn, "SELECT table_name, start_ts, end_ts, audit_key FROM ctl_fact_deleted ORDER BY 1, 2, 3")
+    assert [r[:3] for r in recorded] == [("interaction_fact", was["start_ts"], was["start_ts"])] + \
+        [("interaction_resource_fact", a, b) for a, b in parties]
+    last_audit = one(infomart_dsn, "SELECT max(audit_key) FROM ctl_audit_log")
+    assert {r[3] for r in recorded} <= set(range(last_audit - 5, last_audit + 1))
+    assert one(infomart_dsn, "SELECT count(*) FROM ctl_fact_deleted WHERE audit_key <= %s",
+               (was["update_audit_key"],)) == 0
