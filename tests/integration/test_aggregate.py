@@ -152,6 +152,18 @@ def table_dump(dsn: str) -> dict:
     return out
 
 
+def assert_equals_rebuild(dsn: str) -> None:
+    """The aggregates as they are equal a rebuild from scratch (definitions "changed": every
+    hierarchy dropped, recreated and rebuilt from the facts)."""
+    incremental = table_dump(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM ctl_aggregate_hierarchy")
+    with Aggregator(dsn, 15) as agg:
+        agg.ensure_tables()
+        agg.run_until_idle()
+    assert table_dump(dsn) == incremental
+
+
 def test_every_hierarchy_and_level_equals_the_facts_and_the_level_below(mart):
     dsn, _idb, _cycle = mart
     with Aggregator(dsn, 15) as agg:
@@ -235,13 +247,7 @@ def test_incremental_recomputes_only_changed_intervals_and_equals_a_rebuild(mart
     assert pending == expect
     assert q(dsn, "SELECT count(*) FROM interaction_fact WHERE update_audit_key <= %s", (hwm,))[0][0] > 0
     assert_consistent(dsn)
-    incremental = table_dump(dsn)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DELETE FROM ctl_aggregate_hierarchy")  # definitions "changed": drop, recreate, rebuild
-    with Aggregator(dsn, 15) as agg:
-        agg.ensure_tables()
-        agg.run_until_idle()
-    assert table_dump(dsn) == incremental
+    assert_equals_rebuild(dsn)
 
 
 @pytest.mark.parametrize("touched_max", [0, 10**6], ids=["whole-periods", "changed-groups"])
@@ -302,13 +308,7 @@ def test_group_membership_change_reaggregates_the_group_hierarchies_from_its_tim
     after = independent(dsn, "H_AGENT_GRP")
     assert after != before  # the change matters to the measures
     assert_consistent(dsn)
-    incremental = table_dump(dsn)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DELETE FROM ctl_aggregate_hierarchy")
-    with Aggregator(dsn, 15) as agg:
-        agg.ensure_tables()
-        agg.run_until_idle()
-    assert table_dump(dsn) == incremental
+    assert_equals_rebuild(dsn)
 
 
 def test_facts_deleted_by_the_transform_are_taken_out_of_the_aggregates(mart):
@@ -330,13 +330,7 @@ def test_facts_deleted_by_the_transform_are_taken_out_of_the_aggregates(mart):
         agg.run_until_idle()
     assert q(dsn, "SELECT sum(offered) FROM agt_agent_day")[0][0] < offered
     assert_consistent(dsn)
-    incremental = table_dump(dsn)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DELETE FROM ctl_aggregate_hierarchy")
-    with Aggregator(dsn, 15) as agg:
-        agg.ensure_tables()
-        agg.run_until_idle()
-    assert table_dump(dsn) == incremental
+    assert_equals_rebuild(dsn)
 
 
 def test_reaggregation_refuses_days_outside_date_time_and_purged_facts(mart):
