@@ -1,9 +1,19 @@
 """A real Airflow (``airflow standalone``: api-server, scheduler, dag-processor, triggerer) for the
 e2e tier, on the project's dags/ and plugins/, with its metadata in a PostgreSQL database of the
-test server, and a small REST client to watch and drive it."""
+test server, and a small REST client to watch and drive it.
+
+Starting Airflow costs ~30-50 s, so the modules that run on ``airflow standalone`` share one
+(:class:`SharedAirflow`, the package fixture ``shared_airflow`` in ``tests/e2e/conftest.py``). Each
+module still gets a clean slate: :meth:`SharedAirflow.activate` pauses every DAG, stops and deletes
+every run of the previous module, recreates the Info Mart and IDB databases the stack points at
+(their names are fixed in the stack's environment), writes the module's config/gim.ini (re-read at
+every parse and at job start, R14), waits until every DAG was re-parsed under it, and unpauses.
+:func:`airflow_with_databases` is the one "scratch databases + migrate + seed + config + Airflow"
+block, used for the shared stack and by modules that need their own (Celery)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -15,13 +25,21 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import psycopg
+from psycopg import sql
 
 from gim_jobs.airflow_env import airflow_bin, airflow_env, prepare_airflow
+from gim_jobs.db.migrate import migrate
+from tests.conftest import REPO, write_config
+
+# task instance states of work that is not over yet
+UNFINISHED_TI_STATES = ("scheduled", "queued", "running", "restarting", "up_for_retry", "up_for_reschedule",
+                        "deferred")
 
 
 def free_port() -> int:
@@ -163,7 +181,93 @@ class AirflowStack:
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.api("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
 
-    def wait_for(self, what: str, pred: Callable[[], Any], timeout: float, every: float = 2.0) -> Any:
+    # ---------------------------------------------------------------- reset between modules
+    def dags(self) -> list[dict[str, Any]]:
+        return self.api("GET", "/dags?limit=100")["dags"]
+
+    def set_paused(self, paused: bool) -> None:
+        for d in self.dags():
+            if d["is_paused"] != paused:
+                self.api("PATCH", f"/dags/{d['dag_id']}", {"is_paused": paused})
+
+    def all_runs(self, states: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Runs of every DAG (at most 100: callers loop until none is left)."""
+        query = "".join(f"&state={s}" for s in states)
+        return self.api("GET", f"/dags/~/dagRuns?limit=100{query}")["dag_runs"]
+
+    def busy_task_processes(self) -> list[str]:
+        """Titles of this stack's executor processes running a task (LocalExecutor workers and task
+        runners set ``airflow worker -- ...`` as their title; an idle worker ends in ``<idle>``). A task
+        marked failed through the API may still run until its supervisor notices: only this says it
+        has gone."""
+        sessions = {p.pid for p in self.procs}
+        busy = []
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                stat = (d / "stat").read_text()
+                title = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                continue
+            session = int(stat.rsplit(")", 1)[1].split()[3])
+            if session in sessions and title.startswith("airflow worker --") and not title.endswith("<idle>"):
+                busy.append(title)
+        return busy
+
+    def quiesce(self, timeout: float = 180) -> None:
+        """Pause every DAG, fail the runs still queued or running (their tasks get ``on_kill``) and
+        wait until no task process is left, then delete every run: the next module starts with no
+        history and nothing running."""
+        self.set_paused(True)
+        stable = 0
+
+        def idle() -> bool:
+            nonlocal stable
+            active = self.all_runs(("queued", "running"))
+            for r in active:
+                self.api("PATCH", f"/dags/{r['dag_id']}/dagRuns/{quote(r['dag_run_id'], safe='')}",
+                         {"state": "failed"})
+            unfinished = self.api("GET", "/dags/~/dagRuns/~/taskInstances?limit=1"
+                                  + "".join(f"&state={s}" for s in UNFINISHED_TI_STATES))["total_entries"]
+            stable = stable + 1 if not active and not unfinished and not self.busy_task_processes() else 0
+            return stable >= 2  # twice in a row: nothing was between queue and worker
+
+        self.wait_for("every run stopped and no task process left", idle, timeout=timeout, every=1)
+        while runs := self.all_runs():
+            for r in runs:
+                self.api("DELETE", f"/dags/{r['dag_id']}/dagRuns/{quote(r['dag_run_id'], safe='')}")
+        # Task logs are appended to per run id: a later run with the same id (same DAG and slot) would
+        # show the old log too. Kept for reading, out of the API's reach.
+        logs = self.home / "logs"
+        if old := sorted(logs.glob("dag_id=*")):
+            dest = logs / "deleted-runs" / f"{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
+            dest.mkdir(parents=True)
+            for d in old:
+                d.rename(dest / d.name)
+
+    def wait_reparsed(self, since: dt.datetime, n_dags: int, timeout: float = 180) -> None:
+        """Wait until each of (at least) ``n_dags`` DAGs was parsed twice after ``since``: the first
+        parse may have read the files before ``since``; the second started after the first ended."""
+        first: dict[str, dt.datetime] = {}
+
+        def parsed() -> bool:
+            dags = self.dags()
+            done = len(dags) >= n_dags
+            for d in dags:
+                t = dt.datetime.fromisoformat(d["last_parsed_time"]) if d["last_parsed_time"] else None
+                if t is None or t <= since:
+                    done = False
+                elif d["dag_id"] not in first:
+                    first[d["dag_id"]] = t
+                    done = False
+                elif t <= first[d["dag_id"]]:
+                    done = False
+            return done
+
+        self.wait_for(f"every DAG re-parsed after {since:%H:%M:%S}", parsed, timeout=timeout, every=1)
+
+    def wait_for(self, what: str, pred: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             val = pred()
@@ -186,8 +290,6 @@ def with_database(dsn: str, db: str) -> str:
 @contextmanager
 def scratch_databases(admin_dsn: str, prefix: str, *keys: str) -> Iterator[dict[str, str]]:
     """Create one fresh database per key (``{key: dsn}``) and drop them all afterwards."""
-    from psycopg import sql
-
     tag = uuid.uuid4().hex[:8]
     names = {k: f"{prefix}_{k}_{tag}" for k in keys}
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
@@ -199,3 +301,116 @@ def scratch_databases(admin_dsn: str, prefix: str, *keys: str) -> Iterator[dict[
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             for n in names.values():
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(n)))
+
+
+def recreate_databases(admin_dsn: str, dsns: dict[str, str]) -> None:
+    """Drop (disconnecting any client) and create again each database of ``dsns``, empty."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for dsn in dsns.values():
+            name = sql.Identifier(str(psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]))
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+
+
+@dataclass(frozen=True)
+class Seed:
+    """Simulated IDB traffic of the last hour, extracted by the ETL cycles of a module."""
+
+    interactions: int
+    seed: int
+
+
+def prepare_databases(im: str, idb: str | None, seed: Seed | None) -> None:
+    """Migrate the Info Mart (and the IDB), and fill the IDB with ``seed``'s traffic."""
+    migrate(im, "infomart")
+    if idb is None:
+        return
+    migrate(idb, "idb")
+    if seed is not None:
+        from gim_jobs.idb import simulator
+
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        simulator.simulate_batch(idb, interactions=seed.interactions, start=now - dt.timedelta(hours=1),
+                                 span_seconds=3600, config=simulator.SimConfig(seed=seed.seed))
+
+
+@dataclass
+class AirflowEnv:
+    """What a test module gets: the Airflow, the config file it reads, the databases it points at."""
+
+    stack: AirflowStack
+    cfg: Path
+    im: str
+    idb: str
+    home: Path
+
+
+@contextmanager
+def airflow_with_databases(admin_dsn: str, home: Path, prefix: str, config: dict[str, dict[str, str]], *,
+                           seed: Seed | None = None,
+                           extra_env: dict[str, str] | Callable[[dict[str, str]], dict[str, str]] | None = None,
+                           components: list[list[str]] | None = None) -> Iterator[AirflowEnv]:
+    """Scratch Info Mart, IDB and Airflow metadata databases on ``admin_dsn``'s server (migrated,
+    the IDB seeded), ``home/gim.ini`` written from ``config``, and a started Airflow pointed at them
+    (``GIM_CONFIG``, ``GIM_INFOMART_DSN``, ``GIM_IDB_DSN``); all stopped and dropped afterwards.
+    ``extra_env`` may be a function of the databases' DSNs (``{"im", "idb", "af"}``)."""
+    with scratch_databases(admin_dsn, prefix, "im", "idb", "af") as dbs:
+        prepare_databases(dbs["im"], dbs["idb"], seed)
+        cfg = write_config(home / "gim.ini", config)
+        stack = AirflowStack(home / "airflow", dbs["af"], {
+            "GIM_CONFIG": str(cfg), "GIM_INFOMART_DSN": dbs["im"], "GIM_IDB_DSN": dbs["idb"], "GIM_IDB_NAME": "main",
+            "GIM_HOME": str(home / "gim"), **((extra_env(dbs) if callable(extra_env) else extra_env) or {}),
+        }, components=components)
+        try:
+            stack.start()
+            yield AirflowEnv(stack, cfg, dbs["im"], dbs["idb"], home)
+        finally:
+            stack.stop()
+
+
+class SharedAirflow:
+    """One ``airflow standalone`` for several test modules, handed to one module at a time."""
+
+    # nothing is launched until a module activates the stack
+    IDLE = {"schedule": {"run-scheduler": "false"}}
+
+    def __init__(self, admin_dsn: str, env: AirflowEnv) -> None:
+        self.admin_dsn, self.env = admin_dsn, env
+        self.n_dags = len(list((REPO / "dags").glob("gim_*.py")))
+        self.active: str | None = None
+        self._quiet = True  # nothing unpaused or run since the start or the last release()
+
+    @property
+    def stack(self) -> AirflowStack:
+        return self.env.stack
+
+    def activate(self, name: str, config: dict[str, dict[str, str]] | Callable[[], dict[str, dict[str, str]]], *,
+                 seed: Seed | None = None, prepare: Callable[[AirflowEnv], None] | None = None,
+                 paused: bool = False) -> AirflowEnv:
+        """Hand the stack to module ``name``: no run left from before, its config (a callable is
+        called at the hand-over, so a config built from the clock is current), fresh databases
+        (migrated, the IDB seeded, then ``prepare``), every DAG re-parsed under the config, and
+        unpaused unless ``paused``."""
+        t0 = time.monotonic()
+        if not self._quiet:
+            self.stack.quiesce()
+        self._quiet = False
+        # config first: the DAGs (all paused) are re-parsed under it while the databases are made
+        written = dt.datetime.now(dt.UTC)
+        write_config(self.env.cfg, config() if callable(config) else config)
+        recreate_databases(self.admin_dsn, {"im": self.env.im, "idb": self.env.idb})
+        prepare_databases(self.env.im, self.env.idb, seed)
+        if prepare is not None:
+            prepare(self.env)
+        self.stack.wait_reparsed(written, self.n_dags)
+        if not paused:
+            self.stack.set_paused(False)
+        self.active = name
+        print(f"\nshared airflow handed to {name} in {time.monotonic() - t0:.0f} s ({self.stack.log_path})")
+        return self.env
+
+    def release(self) -> None:
+        """Stop and delete whatever the module ran (DAGs paused): the next module starts clean."""
+        self.stack.quiesce()
+        self.active = None
+        self._quiet = True

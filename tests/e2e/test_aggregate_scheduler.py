@@ -13,9 +13,7 @@ import psycopg
 import pytest
 
 from gim_jobs.control import request_stop
-from gim_jobs.db.migrate import migrate
-from tests.conftest import write_config
-from tests.e2e.stack import AirflowStack, scratch_databases
+from tests.e2e.stack import AirflowStack, Seed, SharedAirflow
 
 pytestmark = pytest.mark.e2e
 DAG = "gim_aggregate"
@@ -39,34 +37,21 @@ class Env:
                           "WHERE job_name = 'Job_AggregateGIM' ORDER BY id")
 
 
-@pytest.fixture(scope="module")
-def env(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    from gim_jobs.idb import simulator
+def _window_opening_now() -> dict[str, dict[str, str]]:
+    """ETL every minute; the aggregation window opened this minute and lasts 15 minutes: the first
+    run is due at once."""
+    now = dt.datetime.now(dt.UTC)
+    return {"schedule": {
+        "etl-start-time": "00:00", "etl-end-time": "23:59", "etl-frequency": "1", "run-scheduler": "true",
+        "run-maintain": "false", "run-update-stats": "false", "run-export": "false", "timezone": "GMT",
+        "run-aggregates": "true", "aggregate-schedule": f"{now.minute} {now.hour}", "aggregate-duration": "00:15"}}
 
-    with scratch_databases(pg_admin_dsn, "gimagg", "im", "idb", "af") as dbs:
-        im, idb, af = dbs["im"], dbs["idb"], dbs["af"]
-        migrate(im, "infomart")
-        migrate(idb, "idb")
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        simulator.simulate_batch(idb, interactions=300, start=now - dt.timedelta(hours=1), span_seconds=3600,
-                                 config=simulator.SimConfig(seed=11))
-        home = tmp_path_factory.mktemp("airflow-agg")
-        cfg = home / "gim.ini"
-        # the window opened this minute and lasts 15 minutes: the first run is due at once
-        write_config(cfg, {"schedule": {
-            "etl-start-time": "00:00", "etl-end-time": "23:59", "etl-frequency": "1", "run-scheduler": "true",
-            "run-maintain": "false", "run-update-stats": "false", "run-export": "false", "timezone": "GMT",
-            "run-aggregates": "true", "aggregate-schedule": f"{now.minute} {now.hour}",
-            "aggregate-duration": "00:15"}})
-        stack = AirflowStack(home / "airflow", af, {
-            "GIM_CONFIG": str(cfg), "GIM_INFOMART_DSN": im, "GIM_IDB_DSN": idb, "GIM_IDB_NAME": "main",
-            "GIM_HOME": str(home / "gim"),
-        })
-        try:
-            stack.start()
-            yield Env(stack, cfg, im)
-        finally:
-            stack.stop()
+
+@pytest.fixture(scope="module")
+def env(shared_airflow: SharedAirflow) -> Iterator[Env]:
+    af = shared_airflow.activate("test_aggregate_scheduler", _window_opening_now, seed=Seed(interactions=300, seed=11))
+    yield Env(af.stack, af.cfg, af.im)
+    shared_airflow.release()
 
 
 def test_r11_runs_continuously_in_its_window_and_is_restarted_when_stopped(env: Env) -> None:

@@ -5,7 +5,6 @@ where they are absent (set GIM_CELERY_PG_DSN / GIM_CELERY_REDIS_URL to point els
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import socket
 import uuid
@@ -15,9 +14,7 @@ from urllib.parse import urlparse
 import psycopg
 import pytest
 
-from gim_jobs.db.migrate import migrate
-from tests.conftest import write_config
-from tests.e2e.stack import AirflowStack, scratch_databases
+from tests.e2e.stack import AirflowStack, Seed, airflow_with_databases
 
 pytestmark = pytest.mark.e2e
 
@@ -39,34 +36,23 @@ def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Air
     if not _reachable(r.hostname or "127.0.0.1", r.port or 6379) or not _reachable(
             str(p.get("host") or "127.0.0.1"), int(p.get("port") or 5432)):
         pytest.skip(f"needs Redis at {REDIS} and PostgreSQL at {PG} (services of the CI machine)")
-    from gim_jobs.idb import simulator
+    home = tmp_path_factory.mktemp("airflow-celery")
+    queue = f"gim_{uuid.uuid4().hex[:8]}"
 
-    with scratch_databases(PG, "gimcel", "im", "idb", "af") as dbs:
-        im, idb, af = dbs["im"], dbs["idb"], dbs["af"]
-        migrate(im, "infomart")
-        migrate(idb, "idb")
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        simulator.simulate_batch(idb, interactions=200, start=now - dt.timedelta(hours=1), span_seconds=3600,
-                                 config=simulator.SimConfig(seed=11))
-        home = tmp_path_factory.mktemp("airflow-celery")
-        cfg = write_config(home / "gim.ini", {"schedule": {"run-scheduler": "false"}})
-        queue = f"gim_{uuid.uuid4().hex[:8]}"
-        af_info = psycopg.conninfo.conninfo_to_dict(af)
-        result_backend = (f"db+postgresql+psycopg://{af_info.get('user') or 'postgres'}@{af_info.get('host')}:"
-                          f"{af_info.get('port') or 5432}/{af_info['dbname']}")
-        stack = AirflowStack(
-            home / "airflow", af,
-            {"GIM_CONFIG": str(cfg), "GIM_INFOMART_DSN": im, "GIM_IDB_DSN": idb, "GIM_HOME": str(home / "gim"),
-             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CELERY__BROKER_URL": REDIS,
-             "AIRFLOW__CELERY__RESULT_BACKEND": result_backend, "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue},
-            components=[["api-server"], ["scheduler"], ["dag-processor"],
-                        ["celery", "worker", "--concurrency", "2", "--queues", queue]],
-        )
-        try:
-            stack.start()
-            yield stack, im, queue
-        finally:
-            stack.stop()
+    def result_backend(af: str) -> str:
+        info = psycopg.conninfo.conninfo_to_dict(af)
+        return (f"db+postgresql+psycopg://{info.get('user') or 'postgres'}@{info.get('host')}:"
+                f"{info.get('port') or 5432}/{info['dbname']}")
+
+    with airflow_with_databases(
+        PG, home, "gimcel", {"schedule": {"run-scheduler": "false"}}, seed=Seed(interactions=200, seed=11),
+        extra_env=lambda dbs: {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CELERY__BROKER_URL": REDIS,
+            "AIRFLOW__CELERY__RESULT_BACKEND": result_backend(dbs["af"]), "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue},
+        components=[["api-server"], ["scheduler"], ["dag-processor"],
+                    ["celery", "worker", "--concurrency", "2", "--queues", queue]],
+    ) as af:
+        yield af.stack, af.im, queue
 
 
 def test_extract_and_transform_run_on_a_celery_worker(celery_stack) -> None:

@@ -1,7 +1,8 @@
 """The ETL cycle on the real Airflow scheduler (standalone), on a compressed clock.
 
-One Airflow for the module; the tests run in order and change config/gim.ini under it, the way an
-admin would (R14). ETL every minute, all day; jobs made slow with the test knob where a test needs it.
+The e2e tier's shared Airflow, handed to this module with fresh databases; the tests run in order and
+change config/gim.ini under it, the way an admin would (R14). ETL every minute, all day; jobs made slow
+with the test knob where a test needs it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ import pendulum
 import psycopg
 import pytest
 
-from gim_jobs.db.migrate import migrate
 from tests.conftest import REPO, write_config
-from tests.e2e.stack import AirflowStack, scratch_databases
+from tests.e2e.stack import AirflowStack, Seed, SharedAirflow
 
 pytestmark = pytest.mark.e2e
 
@@ -53,28 +53,10 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    from gim_jobs.idb import simulator
-
-    with scratch_databases(pg_admin_dsn, "gime2e", "im", "idb", "af") as dbs:
-        im, idb, af = dbs["im"], dbs["idb"], dbs["af"]
-        migrate(im, "infomart")
-        migrate(idb, "idb")
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        simulator.simulate_batch(idb, interactions=300, start=now - dt.timedelta(hours=1), span_seconds=3600,
-                                 config=simulator.SimConfig(seed=7))
-        home = tmp_path_factory.mktemp("airflow-e2e")
-        cfg = home / "gim.ini"
-        write_config(cfg, ETL_EVERY_MINUTE)
-        stack = AirflowStack(home / "airflow", af, {
-            "GIM_CONFIG": str(cfg), "GIM_INFOMART_DSN": im, "GIM_IDB_DSN": idb, "GIM_IDB_NAME": "main",
-            "GIM_HOME": str(home / "gim"),
-        })
-        try:
-            stack.start()
-            yield Env(stack, cfg, im, idb)
-        finally:
-            stack.stop()
+def env(shared_airflow: SharedAirflow) -> Iterator[Env]:
+    af = shared_airflow.activate("test_etl_scheduler", ETL_EVERY_MINUTE, seed=Seed(interactions=300, seed=7))
+    yield Env(af.stack, af.cfg, af.im, af.idb)
+    shared_airflow.release()
 
 
 def test_r02_r03_scheduled_cycles_extract_then_transform_every_slot(env: Env) -> None:

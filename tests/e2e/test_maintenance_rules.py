@@ -1,6 +1,7 @@
 """Job_MaintainGIM and the maintenance rules on the real Airflow scheduler (standalone), compressed clock.
 
-One Airflow for the module and one scenario built from the wall clock (GMT) when it starts:
+The e2e tier's shared Airflow, handed to this module with fresh databases, and one scenario built from
+the wall clock (GMT) when it starts:
 
     M-1  last ETL slot of the window (ETL every minute; the window is the whole day but M-1 .. M+2)
     M    maintain-start-time, just outside the window (R6)
@@ -32,9 +33,8 @@ import pendulum
 import psycopg
 import pytest
 
-from gim_jobs.db.migrate import migrate
 from tests.conftest import write_config
-from tests.e2e.stack import AirflowStack, scratch_databases
+from tests.e2e.stack import AirflowEnv, AirflowStack, Seed, SharedAirflow
 
 pytestmark = pytest.mark.e2e
 
@@ -79,42 +79,31 @@ class Env:
         return json.dumps(out)
 
 
-@pytest.fixture(scope="module")
-def env(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    from gim_jobs.idb import simulator
+def _old_facts(af: AirflowEnv) -> None:
+    """Facts older than days-to-keep-gim-facts (30): what the maintenance purges."""
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(af.im) as conn:
+        conn.execute(
+            """INSERT INTO interaction_resource_fact (interaction_resource_id, interaction_id, data_source_key,
+                      media_type_key, interaction_type_key, resource_key, technical_descriptor_key, party_guid,
+                      media_server_ixn_guid, start_ts, end_ts, start_date_time_key, end_date_time_key,
+                      active_flag, create_audit_key, update_audit_key)
+               SELECT 1e12::bigint + i, 1e12::bigint + i, 99, 1, 1, 4294967297, 1, 'old-' || i, 'old-' || i, s,
+                      s + 60, s - s %% 900, (s + 60) - (s + 60) %% 900, 0, 0, 0
+                 FROM generate_series(1, %s) i, LATERAL (SELECT %s::bigint + i %% 86400 AS s) x""",
+            (OLD_FACTS, int(now.timestamp()) - 40 * 86400))
 
+
+@pytest.fixture(scope="module")
+def env(shared_airflow: SharedAirflow) -> Iterator[Env]:
     started = time.monotonic()
-    with scratch_databases(pg_admin_dsn, "gimmaint", "im", "idb", "af") as dbs:
-        im, idb, af = dbs["im"], dbs["idb"], dbs["af"]
-        migrate(im, "infomart")
-        migrate(idb, "idb")
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        simulator.simulate_batch(idb, interactions=50, start=now - dt.timedelta(hours=1), span_seconds=3600,
-                                 config=simulator.SimConfig(seed=3))
-        # facts older than days-to-keep-gim-facts (30): what the maintenance purges
-        with psycopg.connect(im) as conn:
-            conn.execute(
-                """INSERT INTO interaction_resource_fact (interaction_resource_id, interaction_id, data_source_key,
-                          media_type_key, interaction_type_key, resource_key, technical_descriptor_key, party_guid,
-                          media_server_ixn_guid, start_ts, end_ts, start_date_time_key, end_date_time_key,
-                          active_flag, create_audit_key, update_audit_key)
-                   SELECT 1e12::bigint + i, 1e12::bigint + i, 99, 1, 1, 4294967297, 1, 'old-' || i, 'old-' || i, s,
-                          s + 60, s - s %% 900, (s + 60) - (s + 60) %% 900, 0, 0, 0
-                     FROM generate_series(1, %s) i, LATERAL (SELECT %s::bigint + i %% 86400 AS s) x""",
-                (OLD_FACTS, int(now.timestamp()) - 40 * 86400))
-        home = tmp_path_factory.mktemp("airflow-maint")
-        cfg = home / "gim.ini"
-        write_config(cfg, QUIET)
-        stack = AirflowStack(home / "airflow", af, {
-            "GIM_CONFIG": str(cfg), "GIM_INFOMART_DSN": im, "GIM_IDB_DSN": idb, "GIM_IDB_NAME": "main",
-            "GIM_HOME": str(home / "gim"),
-        })
-        try:
-            stack.start()
-            yield Env(stack, cfg, im, started)
-        finally:
-            stack.stop()
-            print(f"\ne2e maintenance module: {time.monotonic() - started:.0f} s (log {stack.log_path})")
+    af = shared_airflow.activate("test_maintenance_rules", QUIET, seed=Seed(interactions=50, seed=3),
+                                 prepare=_old_facts)
+    try:
+        yield Env(af.stack, af.cfg, af.im, started)
+    finally:
+        shared_airflow.release()
+        print(f"\ne2e maintenance module: {time.monotonic() - started:.0f} s (log {af.stack.log_path})")
 
 
 def _hhmm(t: dt.datetime) -> str:

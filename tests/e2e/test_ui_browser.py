@@ -1,7 +1,8 @@
 """The Info Mart Manager page in a real browser, behind the real Airflow login.
 
-A real ``airflow standalone`` (tests/e2e/stack.py) with its own databases; a few ``ctl_etl_history``
-rows and extraction marks seeded directly into the Info Mart; Debian's headless Chromium driven over
+The e2e tier's shared ``airflow standalone`` (tests/e2e/stack.py), handed to this module with fresh
+databases and every DAG paused; a few ``ctl_etl_history`` rows and extraction marks seeded directly
+into the Info Mart; Debian's headless Chromium driven over
 the DevTools protocol (a small client on ``websockets``, already a pinned dependency through uvicorn).
 Unauthenticated requests are refused; then the test logs in through Airflow's own login page and
 reads the status, history and schedule pages, and the page inside the Airflow UI (nav entry, iframe).
@@ -29,9 +30,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from gim_jobs.db.migrate import migrate
-from tests.conftest import write_config
-from tests.e2e.stack import AirflowStack, scratch_databases
+from tests.e2e.stack import AirflowStack, SharedAirflow
 
 pytestmark = pytest.mark.e2e
 
@@ -189,38 +188,35 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def env(shared_airflow_if_chromium: SharedAirflow) -> Iterator[Env]:
+    shared = shared_airflow_if_chromium
+    # nothing is scheduled (every DAG paused): the page shows only the seeded rows (and the configured plan)
+    af = shared.activate("test_ui_browser", {"schedule": {"run-scheduler": "true"}}, paused=True)
+    try:
+        stack = af.stack
+
+        def dag_parsed() -> bool:
+            try:
+                return bool(stack.api("GET", "/dags/gim_etl_cycle"))
+            except RuntimeError:
+                return False
+
+        stack.wait_for("gim_etl_cycle parsed", dag_parsed, timeout=120)
+        real = stack.trigger("gim_etl_cycle")  # paused: stays queued, but it is a real run to link to
+        _seed(af.im, dt.datetime.now(dt.UTC), real["dag_run_id"])
+        shots = af.home / "screenshots"
+        shots.mkdir(exist_ok=True)
+        yield Env(stack, af.im, shots, real["dag_run_id"])
+    finally:
+        shared.release()
+
+
+@pytest.fixture(scope="module")
+def shared_airflow_if_chromium(request: pytest.FixtureRequest) -> SharedAirflow:
+    """Skip before the shared Airflow is started (or handed over) when there is no browser."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium chromium-driver)")
-    with scratch_databases(pg_admin_dsn, "gimui", "im", "af") as dbs:
-        im, af = dbs["im"], dbs["af"]
-        migrate(im, "infomart")
-        home = tmp_path_factory.mktemp("airflow-ui")
-        cfg = write_config(home / "gim.ini", {"schedule": {"run-scheduler": "true"}})
-        stack = AirflowStack(home / "airflow", af, {
-            "GIM_CONFIG": str(cfg), "GIM_INFOMART_DSN": im, "GIM_HOME": str(home / "gim"),
-            # nothing is scheduled: the page shows only the seeded rows (and the configured plan)
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        })
-        try:
-            t0 = time.monotonic()
-            stack.start()
-            print(f"\nairflow standalone ready in {time.monotonic() - t0:.0f} s on {stack.base}")
-
-            def dag_parsed() -> bool:
-                try:
-                    return bool(stack.api("GET", "/dags/gim_etl_cycle"))
-                except RuntimeError:
-                    return False
-
-            stack.wait_for("gim_etl_cycle parsed", dag_parsed, timeout=120)
-            real = stack.trigger("gim_etl_cycle")  # paused: stays queued, but it is a real run to link to
-            _seed(im, dt.datetime.now(dt.UTC), real["dag_run_id"])
-            shots = home / "screenshots"
-            shots.mkdir()
-            yield Env(stack, im, shots, real["dag_run_id"])
-        finally:
-            stack.stop()
+    return request.getfixturevalue("shared_airflow")
 
 
 @pytest.fixture(scope="module")
