@@ -249,7 +249,7 @@ class Aggregator:
         A membership counts facts by the time they happened (membership at the offer / queue
         entry), so what changed is: for a new membership, its whole span ``[start, end)``; for a
         changed one (ended, or re-added with a new start), the time from its new end (or new start)
-        on. Clamped to the time the facts cover: intervals without facts need no work. One pending
+        on. Clamped to the IRF starts there are: intervals without facts need no work. One pending
         row per cycle ([earliest, latest) of those spans), hierarchy = the membership readers."""
         c = self.conn
         if not GROUP_HIERARCHIES:
@@ -264,11 +264,14 @@ class Aggregator:
             {"hwm": hwm, "bound": bound}).fetchone()
         if span[0] is None:
             return 0
-        facts = self._fact_range()
-        if facts is None:
+        # the group hierarchies count IRF rows by their start: clamp to the starts there are (both
+        # ends from the start_date_time_key index, never a scan of the facts)
+        first, last = c.execute("SELECT min(start_date_time_key), max(start_date_time_key) "
+                                "FROM interaction_resource_fact").fetchone()
+        if first is None:
             return 0
-        lo = max(int(span[0]), facts[0])
-        hi = min(int(span[1]) if span[1] is not None else facts[1], facts[1])
+        lo = max(int(span[0]), int(first))
+        hi = min(int(span[1]) if span[1] is not None else int(last) + 900, int(last) + 900)
         lo -= lo % self.sub
         if hi <= lo:
             return 0
