@@ -144,6 +144,17 @@ def _win(expr: str) -> str:
     return f"(coalesce({expr}, 0) / %(chunk)s)"
 
 
+def _probe(table: str, cond: str) -> str:
+    """The rows of a staging or fact table that match ``cond`` (over the columns of the outer row),
+    looked up through an index once per outer row: ``OFFSET 0`` keeps the planner from flattening
+    the subquery into a hash join. A window's driving set (its roots, their parties) is a small part
+    of the table, but in a busy window the planner estimates one scan of the whole table cheaper
+    than that many index probes (and the facts written by the earlier windows of a bulk load are not
+    analyzed yet): every window then reads the whole table, so a day's load costs (windows x table
+    size), the superlinear part of a bulk transform (issue 3)."""
+    return f"(SELECT * FROM {table} x WHERE {cond} OFFSET 0)"
+
+
 # ---------------------------------------------------------------------------------------------
 # Every transaction
 # ---------------------------------------------------------------------------------------------
@@ -257,8 +268,11 @@ PREPARE = [
          LEFT JOIN gidb_g_ir ir ON ir.data_source_key = c.dsk AND ir.irid = c.irid
          LEFT JOIN gidb_g_call cl ON c.tbl = 'g_party' AND cl.data_source_key = c.dsk AND cl.callid = c.callid
          LEFT JOIN gidb_g_ir r ON r.data_source_key = ir.data_source_key AND r.irid = ir.root_irid""",
+    # (analyzed so the work list below is deduplicated by hashing, not by sorting every changed row:
+    # a bulk load's t_res holds several rows per interaction)
+    "ANALYZE t_res",
     f"""INSERT INTO stg_transform_work (win, kind, data_source_key, key)
-        SELECT DISTINCT {_win('root_ts')}, 1, dsk, root FROM t_res WHERE missing IS NULL
+        SELECT DISTINCT {_win('root_ts')}, 1, dsk, root FROM t_res WHERE missing IS NULL ORDER BY 1, 3, 4
         ON CONFLICT DO NOTHING""",
     # still active after days-to-keep-active-facts (data clock): recompute to close them
     f"""INSERT INTO stg_transform_work (win, kind, data_source_key, key)
@@ -495,7 +509,8 @@ INTERACTIONS = [
                     WHEN ir.interaction_type IS NULL
                       OR lower(ir.interaction_type) NOT IN ('inbound', 'outbound', 'internal')
                          THEN 'unknown_interaction_type' END AS bad
-          FROM t_root r JOIN gidb_g_ir ir ON ir.data_source_key = r.dsk AND ir.root_irid = r.root""",
+          FROM t_root r
+         CROSS JOIN LATERAL {_probe('gidb_g_ir', 'x.data_source_key = r.dsk AND x.root_irid = r.root')} ir""",
     "CREATE INDEX ON t_ir (data_source_key, irid)",
     "ANALYZE t_ir",
     # every party of those interactions, checked
@@ -514,8 +529,9 @@ INTERACTIONS = [
                                              WHERE w.data_source_key = p.data_source_key AND w.table_name = 'g_party'
                                                AND w.source_key = p.partyid) AS waiting
           FROM t_ir ir
-          JOIN gidb_g_party p ON p.data_source_key = ir.data_source_key AND p.irid = ir.irid
-          LEFT JOIN gidb_g_call c ON c.data_source_key = p.data_source_key AND c.callid = p.callid""",
+         CROSS JOIN LATERAL {_probe('gidb_g_party', 'x.data_source_key = ir.data_source_key AND x.irid = ir.irid')} p
+          LEFT JOIN LATERAL {_probe('gidb_g_call', 'x.data_source_key = p.data_source_key AND x.callid = p.callid')} c
+               ON true""",
     "ANALYZE t_p",
     # what to do with each interaction: ok, wait (a party's call is late), discard, or gone
     """CREATE TEMP TABLE t_rs ON COMMIT DROP AS
@@ -604,7 +620,7 @@ INTERACTIONS = [
          WHERE NOT EXISTS (SELECT 1 FROM interaction_type t
                             WHERE t.interaction_type_code = n.tcode AND t.interaction_subtype_code = n.scode)""",
     # interaction_fact rows
-    """CREATE TEMP TABLE t_if ON COMMIT DROP AS
+    f"""CREATE TEMP TABLE t_if ON COMMIT DROP AS
         SELECT coalesce(f.interaction_id, ir.stg_id) AS interaction_id, ir.data_source_key AS dsk, ir.tenant_id,
                mt.media_type_key, it.interaction_type_key, ir.irid, ir.root_irid, ir.source_address,
                ir.target_address, ir.subject, ir.created_ts AS start_ts,
@@ -615,7 +631,10 @@ INTERACTIONS = [
           FROM t_rs s
           JOIN t_ir ir ON ir.data_source_key = s.dsk AND ir.irid = s.root
           LEFT JOIN t_clock c ON c.dsk = ir.data_source_key
-          LEFT JOIN interaction_fact f ON f.data_source_key = ir.data_source_key AND f.media_server_ixn_guid = ir.irid
+          -- (probed: the facts of the earlier windows of a bulk load are not analyzed yet)
+          LEFT JOIN LATERAL {_probe('interaction_fact',
+                                    'x.data_source_key = ir.data_source_key AND x.media_server_ixn_guid = ir.irid')} f
+               ON true
           JOIN media_type mt ON mt.media_name_code = ir.media_code
           JOIN interaction_type it ON it.interaction_type_code = ir.type_code AND it.interaction_subtype_code = ir.subtype_code
          WHERE s.status = 'ok'""",
@@ -670,14 +689,17 @@ INTERACTIONS = [
         WHERE p.party_type IN (1, 2, 4)""",
     "ANALYZE t_q",
     # party history: one row per event (duplicates dropped), measures of every party
-    """CREATE TEMP TABLE t_h ON COMMIT DROP AS
-       SELECT h.*, p.terminated_ts AS p_end, CASE WHEN i.status = 1 THEN i.end_ts END AS p_art_end,
-              row_number() OVER (PARTITION BY h.data_source_key, h.partyid, h.changetype, h.added_ts
-                                 ORDER BY h.id) AS dup_n,
-              first_value(h.id) OVER (PARTITION BY h.data_source_key, h.partyid, h.changetype, h.added_ts
-                                      ORDER BY h.id) AS first_id
-         FROM t_p p JOIN t_if i ON i.dsk = p.data_source_key AND i.irid = p.root_irid
-         JOIN gidb_g_party_history h ON h.data_source_key = p.data_source_key AND h.partyid = p.partyid""",
+    # (the parties are sorted and probed in that order, so the duplicate check below only sorts each
+    # party's few rows: an incremental sort, not one of every history row of the window)
+    f"""CREATE TEMP TABLE t_h ON COMMIT DROP AS
+       SELECT h.*, p.p_end, p.p_art_end, row_number() OVER w AS dup_n, first_value(h.id) OVER w AS first_id
+         FROM (SELECT p.data_source_key, p.partyid, p.terminated_ts AS p_end,
+                      CASE WHEN i.status = 1 THEN i.end_ts END AS p_art_end
+                 FROM t_p p JOIN t_if i ON i.dsk = p.data_source_key AND i.irid = p.root_irid
+                ORDER BY 1, 2) p
+        CROSS JOIN LATERAL {_probe('gidb_g_party_history',
+                                   'x.data_source_key = p.data_source_key AND x.partyid = p.partyid')} h
+       WINDOW w AS (PARTITION BY p.data_source_key, p.partyid, h.changetype, h.added_ts ORDER BY h.id)""",
     """INSERT INTO t_disc
        SELECT h.data_source_key, 'g_party_history', h.id::text, NULL,
               CASE WHEN h.changetype IS NULL OR h.changetype NOT BETWEEN 1 AND 6 THEN 'unknown_changetype'
@@ -703,11 +725,13 @@ INTERACTIONS = [
         GROUP BY 1, 2""",
     "CREATE INDEX ON t_m (dsk, partyid)",
     # after-call work: the AfterCallWork state facts this party's release started
-    """CREATE TEMP TABLE t_acw ON COMMIT DROP AS
+    f"""CREATE TEMP TABLE t_acw ON COMMIT DROP AS
        SELECT s.data_source_key AS dsk, s.party_guid AS partyid, count(*) AS n,
               coalesce(sum(s.total_duration), 0) AS d, bool_or(s.end_ts IS NULL) AS open
-         FROM t_q p JOIN sm_res_state_fact s ON s.data_source_key = p.data_source_key AND s.party_guid = p.partyid
-        WHERE p.party_type = 2 AND s.resource_state_key = 4 AND s.party_guid IS NOT NULL
+         FROM t_q p
+        CROSS JOIN LATERAL {_probe('sm_res_state_fact', 'x.data_source_key = p.data_source_key AND x.party_guid = p.partyid'
+                                   ' AND x.party_guid IS NOT NULL AND x.resource_state_key = 4')} s
+        WHERE p.party_type = 2
         GROUP BY 1, 2""",
     "CREATE INDEX ON t_acw (dsk, partyid)",
     # resources referenced before their configuration was extracted: placeholders
@@ -827,10 +851,12 @@ SESSIONS = [
         WHERE s.bad IS NULL""",
     "ANALYZE t_a",
     # sessions whose state rows were partly purged from staging: their LoggedOnOnly row is left alone
-    """CREATE TEMP TABLE t_sp ON COMMIT DROP AS
+    f"""CREATE TEMP TABLE t_sp ON COMMIT DROP AS
        SELECT DISTINCT f.data_source_key, f.login_session_guid AS lsid
-         FROM t_s s JOIN sm_res_state_fact f ON f.data_source_key = s.data_source_key AND f.login_session_guid = s.lsid
-        WHERE f.source_id IS NOT NULL AND s.from_ts = 0
+         FROM t_s s
+        CROSS JOIN LATERAL {_probe('sm_res_state_fact', 'x.data_source_key = s.data_source_key'
+                                   ' AND x.login_session_guid = s.lsid AND x.source_id IS NOT NULL')} f
+        WHERE s.from_ts = 0
           AND NOT EXISTS (SELECT 1 FROM t_a a WHERE a.data_source_key = f.data_source_key AND a.id = f.source_id)""",
     """INSERT INTO t_disc
        SELECT a.data_source_key, 'g_agent_state_history', a.id::text, a.lsid, 'unknown_state',
@@ -882,12 +908,16 @@ SESSIONS = [
     # (the existing state facts of these sessions from ``from_ts`` are listed first, through the
     # session index: in one DELETE the planner anti-joined the whole fact table with t_sf before
     # joining t_s, a full scan of sm_res_state_fact per chunk that grew with the mart)
-    """CREATE TEMP TABLE t_sfold ON COMMIT DROP AS
+    f"""CREATE TEMP TABLE t_sfold ON COMMIT DROP AS
        SELECT f.sm_res_state_fact_key AS k, f.start_date_time_key AS sdtk, f.data_source_key, f.source_id,
               s.lsid, s.from_ts, s.bad
-         FROM t_s s JOIN sm_res_state_fact f ON f.data_source_key = s.data_source_key AND f.login_session_guid = s.lsid
-        -- = "f.start_ts >= s.from_ts OR s.bad IS NOT NULL", written so the index bounds start_ts too
-        WHERE f.start_ts >= CASE WHEN s.bad IS NOT NULL THEN (-9223372036854775807)::bigint ELSE s.from_ts END""",
+         FROM t_s s
+        -- (start_ts >= ...: = "f.start_ts >= s.from_ts OR s.bad IS NOT NULL", written so the index
+        -- bounds start_ts too)
+        CROSS JOIN LATERAL {_probe('sm_res_state_fact',
+                                   'x.data_source_key = s.data_source_key AND x.login_session_guid = s.lsid'
+                                   ' AND x.start_ts >= CASE WHEN s.bad IS NOT NULL'
+                                   ' THEN (-9223372036854775807)::bigint ELSE s.from_ts END')} f""",
     "ANALYZE t_sfold",
     W("""WITH d AS (
            DELETE FROM sm_res_state_fact f USING t_sfold o
