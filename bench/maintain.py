@@ -6,7 +6,7 @@ Creates two fresh Info Marts (on ``--admin-dsn`` / ``GIM_TEST_DSN``, else an emb
 temporary folder) holding the same synthetic facts: N interactions spread evenly over ``--days`` days
 ending at today's UTC midnight, per interaction one interaction_fact row, 2-3
 interaction_resource_fact rows and one sm_res_state_fact row, one sm_res_session_fact row per 40.
-The four fact tables are partitioned by migration 008; in one mart daily partitions are made before
+The fact tables are partitioned (migrations 008, 010); in one mart daily partitions are made before
 the fill, in the other every row sits in the default partition (a mart whose partitions were never
 made: purging it costs what purging a plain table costs). Then, in the same run:
 
@@ -133,7 +133,7 @@ class TimedConnection(psycopg.Connection):
 
 
 def purge_facts(dsn: str, cfg: Path, now: float) -> tuple[float, int, dict, float]:
-    """Job_MaintainGIM's purge of the four fact tables, timed (no job bookkeeping, no test knobs).
+    """Job_MaintainGIM's purge of the fact tables (maintain.FACT_TABLES), timed (no job bookkeeping, no test knobs).
     Returns seconds, WAL bytes written, the per-table details, and the seconds of that spent in the
     DROP / DELETE statements themselves (the rest: finding partitions, the purge history rows)."""
     ctx = SimpleNamespace(config=load_config(cfg), log=logging.getLogger("bench.maintain"), job_id=uuid.uuid4(),
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.json:
             print(f"mart: {args.interactions} interactions over {args.days} days = {total} fact rows "
                   f"(fill {t_fill_part:.0f} s partitioned, {t_fill_plain:.0f} s default partition only)")
-            print(f"purge of the oldest day, {day_rows} rows in 4 fact tables:")
+            print(f"purge of the oldest day, {day_rows} rows in {len(maintain.FACT_TABLES)} fact tables:")
             print(f"  partition DROP            {t_drop:8.4f} s  WAL {wal_drop / mb:8.2f} MB  "
                   f"({sum(len(v['partitions']) for v in out_drop.values())} partitions; space freed)")
             print(f"  batched DELETE            {t_delete:8.3f} s  WAL {wal_delete / mb:8.2f} MB  "
