@@ -122,6 +122,34 @@ def _upsert(table: str, cols: list[str], conflict: str, select: str, keep: tuple
     )
 
 
+def _new_media_types(media: str) -> str:
+    """INSERT the media types first seen in ``media`` (a query with one column ``m``, the media type
+    as staged) into ``media_type``, offline until an operator says otherwise; keys continue from
+    the highest."""
+    return f"""INSERT INTO media_type (media_type_key, media_name, media_name_code, is_online, create_audit_key,
+                               update_audit_key)
+       SELECT (SELECT coalesce(max(media_type_key), 0) FROM media_type) + row_number() OVER (ORDER BY code),
+              initcap(name), code, 0, %(audit)s, %(audit)s
+         FROM (SELECT upper(m) AS code, min(lower(m)) AS name FROM ({media}) a GROUP BY 1) n
+        WHERE NOT EXISTS (SELECT 1 FROM media_type t WHERE t.media_name_code = n.code)"""
+
+
+def _save_discards(source: str) -> str:
+    """Upsert the rows of the temporary discard table ``source`` (dsk, tbl, skey, guid, code, reason,
+    raw) into ``stg_transform_discards``: one row per source row, changed only when its verdict did."""
+    return f"""INSERT INTO stg_transform_discards AS d (data_source_key, table_name, source_key, guid, code, reason, raw,
+                                                job_id, create_audit_key, etl_ts, etl_date_time_key, created_ts)
+        SELECT DISTINCT ON (dsk, tbl, skey) dsk, tbl, skey, guid, code, reason, raw, %(job)s, %(audit)s, %(etl_ts)s,
+               %(etl_ts)s - mod(%(etl_ts)s, 900), %(etl_ts)s
+          FROM {source} ORDER BY dsk, tbl, skey, code
+        ON CONFLICT (data_source_key, table_name, source_key) DO UPDATE
+           SET guid = excluded.guid, code = excluded.code, reason = excluded.reason, raw = excluded.raw,
+               job_id = excluded.job_id, create_audit_key = excluded.create_audit_key, etl_ts = excluded.etl_ts,
+               etl_date_time_key = excluded.etl_date_time_key
+         WHERE (d.guid, d.code, d.reason, d.raw) IS DISTINCT FROM (excluded.guid, excluded.code, excluded.reason,
+                                                                    excluded.raw)"""
+
+
 def _recorded(table: str, delete: str, interaction_start: str | None = None) -> str:
     """``delete`` (a ``DELETE FROM <table> f ...``) that also records the span of every fact it
     deletes in ``ctl_fact_deleted`` with this transaction's audit key: a deleted fact leaves no row
@@ -171,17 +199,7 @@ SETUP = [
 ]
 
 FINISH = [
-    """INSERT INTO stg_transform_discards AS d (data_source_key, table_name, source_key, guid, code, reason, raw,
-                                                job_id, create_audit_key, etl_ts, etl_date_time_key, created_ts)
-        SELECT DISTINCT ON (dsk, tbl, skey) dsk, tbl, skey, guid, code, reason, raw, %(job)s, %(audit)s, %(etl_ts)s,
-               %(etl_ts)s - mod(%(etl_ts)s, 900), %(etl_ts)s
-          FROM t_disc ORDER BY dsk, tbl, skey, code
-        ON CONFLICT (data_source_key, table_name, source_key) DO UPDATE
-           SET guid = excluded.guid, code = excluded.code, reason = excluded.reason, raw = excluded.raw,
-               job_id = excluded.job_id, create_audit_key = excluded.create_audit_key, etl_ts = excluded.etl_ts,
-               etl_date_time_key = excluded.etl_date_time_key
-         WHERE (d.guid, d.code, d.reason, d.raw) IS DISTINCT FROM (excluded.guid, excluded.code, excluded.reason,
-                                                                    excluded.raw)""",
+    _save_discards("t_disc"),
     """SELECT count(gim_ensure_date_time(d, d + 86399))
          FROM (SELECT DISTINCT ts - mod(ts, 86400) AS d FROM t_days
                 WHERE ts BETWEEN %(ts_min)s AND %(ts_max)s) x""",
@@ -593,19 +611,12 @@ INTERACTIONS = [
          FROM t_rs s JOIN t_ir ir ON ir.data_source_key = s.dsk AND ir.irid = s.root
         WHERE s.status = 'discard' AND s.root_bad IS NULL""",
     # code dimensions first seen here
-    """INSERT INTO media_type (media_type_key, media_name, media_name_code, is_online, create_audit_key,
-                               update_audit_key)
-       SELECT (SELECT coalesce(max(media_type_key), 0) FROM media_type) + row_number() OVER (ORDER BY code),
-              initcap(name), code, 0, %(audit)s, %(audit)s
-         FROM (SELECT upper(m) AS code, min(lower(m)) AS name
-                 FROM (SELECT ir.media_type AS m FROM t_ir ir JOIN t_rs s ON s.dsk = ir.data_source_key
-                                                                        AND s.root = ir.root_irid
-                        WHERE s.status = 'ok'
-                       UNION SELECT p.media_type FROM t_p p JOIN t_rs s ON s.dsk = p.data_source_key
-                                                                       AND s.root = p.root_irid
-                        WHERE s.status = 'ok') a
-                GROUP BY 1) n
-        WHERE NOT EXISTS (SELECT 1 FROM media_type t WHERE t.media_name_code = n.code)""",
+    _new_media_types("""SELECT ir.media_type AS m FROM t_ir ir JOIN t_rs s ON s.dsk = ir.data_source_key
+                                                                    AND s.root = ir.root_irid
+                          WHERE s.status = 'ok'
+                         UNION SELECT p.media_type FROM t_p p JOIN t_rs s ON s.dsk = p.data_source_key
+                                                                         AND s.root = p.root_irid
+                          WHERE s.status = 'ok'"""),
     f"""INSERT INTO interaction_type (interaction_type_key, interaction_type, interaction_type_code,
                                       interaction_subtype, interaction_subtype_code, create_audit_key,
                                       update_audit_key)
@@ -863,13 +874,7 @@ SESSIONS = [
               'unknown agent state ' || coalesce(a.state::text, 'NULL') || ' (valid: 1-5)',
               to_jsonb(a) - 'logout_ts' - 'login_ts' - 'session_stg_id' - 'bad'
          FROM t_a a WHERE a.bad""",
-    """INSERT INTO media_type (media_type_key, media_name, media_name_code, is_online, create_audit_key,
-                               update_audit_key)
-       SELECT (SELECT coalesce(max(media_type_key), 0) FROM media_type) + row_number() OVER (ORDER BY code),
-              initcap(name), code, 0, %(audit)s, %(audit)s
-         FROM (SELECT upper(media_type) AS code, min(lower(media_type)) AS name FROM t_s
-                WHERE bad IS NULL GROUP BY 1) n
-        WHERE NOT EXISTS (SELECT 1 FROM media_type t WHERE t.media_name_code = n.code)""",
+    _new_media_types("SELECT media_type AS m FROM t_s WHERE bad IS NULL"),
     """INSERT INTO resource_state_reason (resource_state_reason_key, reason_code, create_audit_key, update_audit_key)
        SELECT (SELECT coalesce(max(resource_state_reason_key), 0) FROM resource_state_reason)
               + row_number() OVER (ORDER BY code), code, %(audit)s, %(audit)s

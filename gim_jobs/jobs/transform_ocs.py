@@ -39,7 +39,7 @@ from typing import Any
 
 from gim_jobs import __version__
 from gim_jobs.jobs.extract import STAGE_LOCK
-from gim_jobs.jobs.transform import AGENT_BASE, TS_MAX, TS_MIN, W, _upsert
+from gim_jobs.jobs.transform import AGENT_BASE, TS_MAX, TS_MIN, W, _new_media_types, _save_discards, _upsert
 
 HWM_NAME = "ocs_stage_seq"
 CHUNK_ROWS = 100_000
@@ -119,13 +119,7 @@ CHUNK: list[str] = [
          FROM t_oa a WHERE a.bad IS NOT NULL""",
     # a staged row that is now invalid removes its fact
     DELETE_BAD,
-    """INSERT INTO media_type (media_type_key, media_name, media_name_code, is_online, create_audit_key,
-                               update_audit_key)
-       SELECT (SELECT coalesce(max(media_type_key), 0) FROM media_type) + row_number() OVER (ORDER BY code),
-              initcap(name), code, 0, %(audit)s, %(audit)s
-         FROM (SELECT upper(media_type) AS code, min(lower(media_type)) AS name FROM t_oa
-                WHERE bad IS NULL GROUP BY 1) n
-        WHERE NOT EXISTS (SELECT 1 FROM media_type t WHERE t.media_name_code = n.code)""",
+    _new_media_types("SELECT media_type AS m FROM t_oa WHERE bad IS NULL"),
     # placeholders for what the configuration has not brought yet
     f"""INSERT INTO resource_ (resource_key, tenant_key, resource_type, resource_type_code, resource_subtype,
                                resource_name, data_source_key, icon_dbid, resource_cfg_type_id, create_audit_key,
@@ -163,17 +157,7 @@ CHUNK: list[str] = [
         keep=("contact_attempt_fact_key",),
     ),
     # ---- bookkeeping: discards, calendar days, audit row
-    """INSERT INTO stg_transform_discards AS d (data_source_key, table_name, source_key, guid, code, reason, raw,
-                                                job_id, create_audit_key, etl_ts, etl_date_time_key, created_ts)
-       SELECT dsk, tbl, skey, guid, code, reason, raw, %(job)s, %(audit)s, %(etl_ts)s,
-              %(etl_ts)s - mod(%(etl_ts)s, 900), %(etl_ts)s
-         FROM t_odisc
-       ON CONFLICT (data_source_key, table_name, source_key) DO UPDATE
-          SET guid = excluded.guid, code = excluded.code, reason = excluded.reason, raw = excluded.raw,
-              job_id = excluded.job_id, create_audit_key = excluded.create_audit_key, etl_ts = excluded.etl_ts,
-              etl_date_time_key = excluded.etl_date_time_key
-        WHERE (d.guid, d.code, d.reason, d.raw) IS DISTINCT FROM (excluded.guid, excluded.code, excluded.reason,
-                                                                   excluded.raw)""",
+    _save_discards("t_odisc"),
     f"""SELECT count(gim_ensure_date_time(d, d + 86399))
           FROM (SELECT DISTINCT ts - mod(ts, 86400) AS d
                   FROM t_oa a CROSS JOIN LATERAL (VALUES (a.dialing_ts), (a.ended_ts)) v(ts)
