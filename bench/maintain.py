@@ -144,8 +144,8 @@ def purge_facts(dsn: str, cfg: Path, now: float) -> tuple[float, int, dict, floa
         m = maintain._Maint(ctx, conn, now, maintain.BATCH_ROWS, maintain.UNIT_BATCH)  # type: ignore[arg-type]
         lsn = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
         t0 = time.perf_counter()
-        for spec in maintain.PURGE_SPECS[: len(maintain.FACT_TABLES)]:
-            maintain._purge_table(m, spec, out, 0, True)
+        maintain._purge_tables(m, maintain.PURGE_SPECS[: len(maintain.FACT_TABLES)], out, 0,
+                               set(maintain.FACT_TABLES))
         seconds = time.perf_counter() - t0
         wal = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)::bigint", (lsn,)).fetchone()[0]
         return seconds, int(wal), out, conn.removing

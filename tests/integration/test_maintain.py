@@ -253,6 +253,50 @@ def test_r23_gim_facts_whole_partitions_dropped_default_partition_batched_active
         len(maintain.PURGE_SPECS) + 7
 
 
+
+def test_r23_partition_locked_by_a_reader_waits_for_the_next_run_the_others_are_dropped(
+        infomart_dsn, make_config, monkeypatch) -> None:
+    """Every eligible partition of every fact table goes in one DROP transaction; when a report holds
+    one of them, the others are still dropped (one by one), the locked one is named in the purge
+    history and dropped by the next run; nothing waits longer than the lock timeout."""
+    now = time.time()
+    starts = {k: int(now) - k * DAY - 3600 for k in range(1, 9)}
+    for table in ("interaction_fact", "interaction_resource_fact"):
+        for k, s in starts.items():
+            seed_facts(infomart_dsn, table, k * 100, s, 10)
+    maint(infomart_dsn, make_config({"gim-etl": {"partitioning-ahead-range": "1"}}), {"steps": "partitions"})
+    cut = cutoff(now, 5)
+    old = {t: sorted(maintain._partition_name(t, align(s)) for s in starts.values() if align(s) + DAY <= cut)
+           for t in ("interaction_fact", "interaction_resource_fact")}
+    assert len(old["interaction_resource_fact"]) == 3
+    locked = old["interaction_resource_fact"][0]
+    monkeypatch.setattr(maintain, "LOCK_TIMEOUT", "300ms")
+    cfg = make_config({"gim-etl": {"days-to-keep-gim-facts": "5", "days-to-keep-cfg-facts": "5",
+                                   "days-to-keep-gidb-facts": "5", "partitioning-ahead-range": "1"}}, name="purge.ini")
+    with psycopg.connect(infomart_dsn) as reader:
+        assert reader.execute(f"SELECT count(*) FROM {locked}").fetchone()[0] == 10  # holds ACCESS SHARE
+        t0 = time.monotonic()
+        out = maint(infomart_dsn, cfg, {"steps": "purge"})
+        assert time.monotonic() - t0 < 10
+        assert out.status == "COMPLETED"
+        purge = out.details["purge"]
+        assert sorted(purge["interaction_fact"]["partitions"]) == old["interaction_fact"]
+        assert sorted(purge["interaction_resource_fact"]["partitions"]) == old["interaction_resource_fact"][1:]
+        assert purge["interaction_resource_fact"]["rows_in_partitions"] == 20
+        msg = one(infomart_dsn, """SELECT message FROM ctl_purge_history
+                                    WHERE table_name = 'interaction_resource_fact' ORDER BY finished DESC LIMIT 1""")
+        assert locked in msg and "next run" in msg
+        reader.rollback()
+    out = maint(infomart_dsn, cfg, {"steps": "purge"})
+    assert out.details["purge"]["interaction_resource_fact"]["partitions"] == [locked]
+    assert out.details["purge"]["interaction_fact"]["partitions"] == []
+    for table in old:
+        # whole days older than the cutoff are gone; the day holding the cutoff is kept whole
+        assert one(infomart_dsn, f"SELECT count(*) FROM {table} WHERE start_ts < %s", (align(cut),)) == 0
+        assert one(infomart_dsn, f"SELECT count(*) FROM {table}") == 10 * sum(
+            1 for s in starts.values() if align(s) + DAY > cut)
+
+
 GIDB_IR = """INSERT INTO gidb_g_ir (data_source_key, irid, root_irid, media_type, created_ts, terminated_ts, gsys_useq,
                                     stg_seq) VALUES (1, %s, %s, 'voice', %s, %s, 1, %s)"""
 GIDB_CALL = """INSERT INTO gidb_g_call (data_source_key, callid, irid, created_ts, gsys_useq, stg_seq)
