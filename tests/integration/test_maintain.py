@@ -254,6 +254,28 @@ def test_r23_gim_facts_whole_partitions_dropped_default_partition_batched_active
 
 
 
+
+def test_r25_partition_bounds_read_in_one_query_equal_gim_partitions(infomart_dsn, make_config) -> None:
+    """The purge reads the bounds of every table's partitions in one query and parses them in
+    Python (bigint keys and timestamptz keys printed in any session time zone): the same as the
+    gim_partitions() SQL function gives."""
+    maint(infomart_dsn, make_config({"gim-etl": {"partitioning-ahead-range": "3"}}), {"steps": "partitions"})
+    with psycopg.connect(infomart_dsn, autocommit=True) as conn:
+        tables = [r["table_name"] for r in maintain.partitioned_tables(conn) if r["partitioned"]]
+    assert {"interaction_fact", "ctl_extract_history", "ctl_audit_log"} <= set(tables)
+    for tz in ("UTC", "America/St_Johns", "Asia/Kolkata"):
+        with psycopg.connect(infomart_dsn, autocommit=True) as conn:
+            conn.execute(f"SET TimeZone = '{tz}'")
+            got = maintain._partitions_many(conn, tables)
+            for table in tables:
+                rows = conn.execute("SELECT partition_name, lo, hi, is_default FROM gim_partitions(%s::regclass)",
+                                    (table,)).fetchall()
+                want = (next((r[0] for r in rows if r[3]), None),
+                        sorted(((r[0], r[1], r[2]) for r in rows if not r[3]), key=lambda r: r[1]))
+                assert got[table] == want, (tz, table)
+                assert len(want[1]) >= 4, table
+
+
 def test_r23_partition_locked_by_a_reader_waits_for_the_next_run_the_others_are_dropped(
         infomart_dsn, make_config, monkeypatch) -> None:
     """Every eligible partition of every fact table goes in one DROP transaction; when a report holds
