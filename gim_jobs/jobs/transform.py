@@ -183,6 +183,15 @@ def _probe(table: str, cond: str) -> str:
     return f"(SELECT * FROM {table} x WHERE {cond} OFFSET 0)"
 
 
+def _days(times: str) -> str:
+    """INSERT into ``t_days`` the times of ``times`` (a query of (ts, is_start) rows), keeping of each
+    (day, is_start) only its earliest and latest time inside 2000-2100: all that FINISH (the days
+    the calendar must hold) and AUDIT_CLOSE (the earliest and latest start) read, so a bulk window
+    writes a few rows instead of two per fact."""
+    return (f"INSERT INTO t_days SELECT unnest(ARRAY[min(ts), max(ts)]), is_start FROM ({times}) d (ts, is_start) "
+            "WHERE ts BETWEEN %(ts_min)s AND %(ts_max)s GROUP BY ts - mod(ts, 86400), is_start")
+
+
 # ---------------------------------------------------------------------------------------------
 # Every transaction
 # ---------------------------------------------------------------------------------------------
@@ -474,7 +483,7 @@ CONFIG = [
               FROM t_cm m""",
         keep=("resource_group_fact_key",),
     ),
-    "INSERT INTO t_days SELECT created_ts, false FROM t_cm UNION ALL SELECT deleted_ts, false FROM t_cm",
+    _days("SELECT created_ts, false FROM t_cm UNION ALL SELECT deleted_ts, false FROM t_cm"),
     # reason texts reported by desktops
     f"""CREATE TEMP TABLE t_rc ON COMMIT DROP AS
         SELECT DISTINCT ON (x.reason_code) x.reason_code, x.reason_text
@@ -623,10 +632,12 @@ INTERACTIONS = [
         SELECT (SELECT coalesce(max(interaction_type_key), 0) FROM interaction_type)
                + row_number() OVER (ORDER BY tcode, scode), initcap(tcode), tcode, sub, scode, %(audit)s, %(audit)s
           FROM (SELECT upper(interaction_type) AS tcode, {_SNAKE.format(x='sub')} AS scode, min(sub) AS sub
-                  FROM (SELECT ir.interaction_type,
-                               {_TYPE_SUB.format(s='ir.interaction_subtype', t='ir.interaction_type')} AS sub
-                          FROM t_ir ir JOIN t_rs s ON s.dsk = ir.data_source_key AND s.root = ir.irid
-                         WHERE s.status = 'ok') a
+                  -- (the few distinct type pairs first: the regular expression then runs per pair, not per row)
+                  FROM (SELECT interaction_type,
+                               {_TYPE_SUB.format(s='interaction_subtype', t='interaction_type')} AS sub
+                          FROM (SELECT DISTINCT ir.interaction_type, ir.interaction_subtype
+                                  FROM t_ir ir JOIN t_rs s ON s.dsk = ir.data_source_key AND s.root = ir.irid
+                                 WHERE s.status = 'ok') d) a
                  GROUP BY 1, 2) n
          WHERE NOT EXISTS (SELECT 1 FROM interaction_type t
                             WHERE t.interaction_type_code = n.tcode AND t.interaction_subtype_code = n.scode)""",
@@ -670,7 +681,7 @@ INTERACTIONS = [
              FROM t_if""",
         keep=("interaction_id",), key_order=True,
     ),
-    "INSERT INTO t_days SELECT start_ts, true FROM t_if UNION ALL SELECT end_ts, false FROM t_if",
+    _days("SELECT start_ts, true FROM t_if UNION ALL SELECT end_ts, false FROM t_if"),
     # the agent / mediation parties of the interactions written
     # (the technical descriptor is worked out here, on an analyzed table, so later joins are planned
     # on real row counts)
@@ -734,7 +745,6 @@ INTERACTIONS = [
                  FROM t_h h WHERE h.changetype BETWEEN 1 AND 6 AND h.dup_n = 1
                WINDOW w AS (PARTITION BY h.data_source_key, h.partyid ORDER BY h.added_ts, h.id)) x
         GROUP BY 1, 2""",
-    "CREATE INDEX ON t_m (dsk, partyid)",
     # after-call work: the AfterCallWork state facts this party's release started
     f"""CREATE TEMP TABLE t_acw ON COMMIT DROP AS
        SELECT s.data_source_key AS dsk, s.party_guid AS partyid, count(*) AS n,
@@ -744,7 +754,6 @@ INTERACTIONS = [
                                    ' AND x.party_guid IS NOT NULL AND x.resource_state_key = 4')} s
         WHERE p.party_type = 2
         GROUP BY 1, 2""",
-    "CREATE INDEX ON t_acw (dsk, partyid)",
     # resources referenced before their configuration was extracted: placeholders
     f"""INSERT INTO resource_ ({', '.join(_RES_COLS)})
         SELECT DISTINCT ON (k) k, NULL::int, rtype, upper(rtype), 'Unknown', 'unknown ' || lower(rtype) || ' ' || dbid,
@@ -758,6 +767,8 @@ INTERACTIONS = [
          WHERE NOT EXISTS (SELECT 1 FROM resource_ r WHERE r.resource_key = x.k)
          ORDER BY k
         ON CONFLICT DO NOTHING""",
+    # (t_m and t_acw have no index: they hold one row per party of the window, and hashing them costs
+    # less than a probe per party of t_q, at any window size)
     f"""CREATE TEMP TABLE t_irf ON COMMIT DROP AS
         SELECT p.stg_id, p.interaction_id, p.data_source_key, p.if_tenant AS tenant_id, mt.media_type_key,
                p.interaction_type_key,
@@ -805,7 +816,7 @@ INTERACTIONS = [
              FROM t_irf""",
         keep=("interaction_resource_id",), key_order=True,
     ),
-    "INSERT INTO t_days SELECT start_ts, true FROM t_irf UNION ALL SELECT end_ts, false FROM t_irf",
+    _days("SELECT start_ts, true FROM t_irf UNION ALL SELECT end_ts, false FROM t_irf"),
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -962,9 +973,9 @@ SESSIONS = [
              WHERE s.bad IS NULL""",
         keep=("sm_res_session_fact_key",), key_order=True,
     ),
-    """INSERT INTO t_days SELECT start_ts, true FROM t_sf UNION ALL SELECT end_ts, false FROM t_sf
-       UNION ALL SELECT login_ts, true FROM t_s WHERE bad IS NULL
-       UNION ALL SELECT logout_ts, false FROM t_s WHERE bad IS NULL""",
+    _days("""SELECT start_ts, true FROM t_sf UNION ALL SELECT end_ts, false FROM t_sf
+             UNION ALL SELECT login_ts, true FROM t_s WHERE bad IS NULL
+             UNION ALL SELECT logout_ts, false FROM t_s WHERE bad IS NULL"""),
     # the after-call work of IRFs whose AfterCallWork states are in these sessions
     W("""UPDATE interaction_resource_fact f
           SET after_call_work_duration = a.d, after_call_work_count = a.n,
