@@ -177,7 +177,8 @@ class TimedConnection(psycopg.Connection):
 def purge_facts(dsn: str, cfg: Path, now: float) -> tuple[float, int, dict, float]:
     """Job_MaintainGIM's purge of the fact tables (maintain.FACT_TABLES), timed (no job bookkeeping, no test knobs).
     Returns seconds, WAL bytes written, the per-table details, and the seconds of that spent in the
-    DROP / DELETE statements themselves (the rest: finding partitions, the purge history rows)."""
+    DROP / DELETE statements themselves (the rest: finding partitions, the purge history rows and,
+    for DROP, the commit that truncates the dropped files)."""
     ctx = SimpleNamespace(config=load_config(cfg), log=logging.getLogger("bench.maintain"), job_id=uuid.uuid4(),
                           deadline=None, check_stop=lambda: None, pause=lambda: None)
     out: dict = {}
@@ -309,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"(target >= 100x); WAL {(wal_delete + wal_vacuum) / max(wal_drop, 1):.0f}x", flush=True)
             print(f"  the statements alone: DROP TABLE x{len(sum((v['partitions'] for v in out_drop.values()), []))} "
                   f"{s_drop:.4f} s; DELETE {s_delete:.3f} s (+ VACUUM {t_vacuum:.3f} s); "
-                  f"(DELETE + VACUUM) / DROP = {ratio_statements:.1f}x; the rest of each purge is the same "
-                  f"per-table work (finding the partitions, purge history rows): "
+                  f"(DELETE + VACUUM) / DROP = {ratio_statements:.1f}x; the rest of each purge (finding the "
+                  f"partitions, purge history rows; for DROP also its commit, which truncates the files): "
                   f"{t_drop - s_drop:.4f} s / {t_delete - s_delete:.4f} s", flush=True)
         # preemption: purge most of the plain mart, stopped by preempt() at random moments
         cfg2 = write_config(tmp / "gim2.ini", {"gim-etl": {"days-to-keep-gim-facts": "5", "days-to-keep-cfg-facts": "5",

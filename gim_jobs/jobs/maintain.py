@@ -70,7 +70,7 @@ Purge (R23)
       ``ctl_etl_history`` rows of running jobs stay. Dimensions (``resource_``, ``group_``, ...)
       and ``ctl_export_history`` (Job_ExportGIM reconciles its folders with it) are not purged.
     * Partitioned tables: partitions entirely older than the cutoff are DROPPED, those of all fact
-      tables in one transaction (one WAL flush; a partition a reader holds longer than the lock
+      tables in one transaction (one commit; a partition a reader holds longer than the lock
       timeout waits for the next run, the others go one by one); a partition holding a protected
       active row is purged row by row instead; the default partition's
       eligible rows are deleted in batches. The partition holding the cutoff is kept whole until
@@ -411,7 +411,7 @@ def _partitions_many(conn: psycopg.Connection,
     if not tables:
         return out
     for parent, name, bound in conn.execute(_PARTITIONS_SQL, (tables,)).fetchall():
-        default, parts = out.setdefault(parent, (None, []))
+        parts = out.setdefault(parent, (None, []))[1]
         if bound == "DEFAULT":
             out[parent] = (name, parts)
             continue
@@ -755,10 +755,10 @@ def _rows_estimates(conn: psycopg.Connection, tables: list[str]) -> dict[str, in
 def _drop_partitions(m: _Maint, drops: list[tuple[PurgeStat, str]]) -> None:
     """DROP the partitions, all in one transaction.
 
-    A commit that removes files always waits for its WAL to reach the disk (PostgreSQL flushes
-    before it unlinks, whatever ``synchronous_commit`` says), so one transaction for every
-    eligible partition of every table costs one flush instead of one per partition: that flush
-    was most of a partition purge's time. When one of them is locked by another session
+    A commit that removes files waits for its WAL flush (whatever ``synchronous_commit`` says) and
+    then truncates every file of the dropped tables; one transaction for every eligible partition
+    of every table pays the commit, the lock setup and the row estimates once instead of per
+    partition. When one of them is locked by another session
     (``lock_timeout``), the others are dropped one by one and the locked one waits for the next run."""
     if not drops:
         return
@@ -795,8 +795,10 @@ def _purge_tables(m: _Maint, specs: list[PurgeSpec], out: dict[str, Any], hwm: i
         parts = _partitions_many(m.conn, [s.table for s in specs if s.table in partitioned])
         drops: list[tuple[PurgeStat, str]] = []
         targets: list[list[str]] = []
-        for spec, st in zip(specs, stats, strict=True):
-            active_cut = m.active_cutoff(spec.option)
+        params = [{"cut": st.cutoff, "active_cut": m.active_cutoff(spec.option), "hwm": hwm}
+                  for spec, st in zip(specs, stats, strict=True)]
+        for spec, st, p in zip(specs, stats, params, strict=True):
+            active_cut = p["active_cut"]
             if spec.table not in partitioned:
                 targets.append([spec.table])
                 continue
@@ -816,10 +818,9 @@ def _purge_tables(m: _Maint, specs: list[PurgeSpec], out: dict[str, Any], hwm: i
                 drops.append((st, name))
             targets.append(mine)
         _drop_partitions(m, drops)
-        for spec, st, mine in zip(specs, stats, targets, strict=True):
-            params = {"cut": st.cutoff, "active_cut": m.active_cutoff(spec.option), "hwm": hwm}
+        for spec, st, p, mine in zip(specs, stats, params, targets, strict=True):
             for target in mine:
-                _batched_delete(m, target, spec, st, params)
+                _batched_delete(m, target, spec, st, p)
                 m.ctx.check_stop()
             st.completed = True
 
